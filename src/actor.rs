@@ -134,10 +134,7 @@ impl<'a, A: Snapshottable> SnapCtx<'a, A> {
         F: FnOnce(&mut A, &mut SnapCtx<A>) + 'static,
     {
         self.ctx.run_later(delay, move |w, ctx| {
-            let mut sc = SnapCtx {
-                ctx,
-                meta: &w.meta,
-            };
+            let mut sc = SnapCtx { ctx, meta: &w.meta };
             f(&mut w.actor, &mut sc);
         })
     }
@@ -148,10 +145,7 @@ impl<'a, A: Snapshottable> SnapCtx<'a, A> {
         F: FnMut(&mut A, &mut SnapCtx<A>) + 'static,
     {
         self.ctx.run_interval(every, move |w, ctx| {
-            let mut sc = SnapCtx {
-                ctx,
-                meta: &w.meta,
-            };
+            let mut sc = SnapCtx { ctx, meta: &w.meta };
             f(&mut w.actor, &mut sc);
         })
     }

@@ -114,7 +114,12 @@ impl<M: Send + 'static> std::fmt::Debug for Out<M> {
 }
 
 impl<M: Send + 'static> Out<M> {
-    pub(crate) fn new(to: Recipient<Wire<M>>, slot: u32, target: NodeId, seq: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(
+        to: Recipient<Wire<M>>,
+        slot: u32,
+        target: NodeId,
+        seq: Arc<AtomicU64>,
+    ) -> Self {
         Out {
             to,
             slot,
@@ -239,7 +244,11 @@ impl<M: Send + 'static> Ingress<M> {
         if !self.inner.to.connected() {
             return Err(IngressClosed(msg));
         }
-        let mut next = self.inner.next.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = self
+            .inner
+            .next
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let seq = *next;
         self.inner.to.do_send(Wire::Ingress {
             slot: self.inner.slot,
@@ -253,6 +262,10 @@ impl<M: Send + 'static> Ingress<M> {
     /// The offset the next message will get. After a restore, this is the offset recorded
     /// in the snapshot: the source should resend from here.
     pub fn next_offset(&self) -> u64 {
-        *self.inner.next.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .inner
+            .next
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }

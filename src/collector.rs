@@ -30,12 +30,12 @@ use actix::{Actor, AsyncContext, Context, Handler, Recipient, SpawnHandle};
 use futures::channel::oneshot;
 use petgraph::visit::{Bfs, Walker};
 
+use crate::NodeId;
 use crate::actor::{Control, Recorded};
 use crate::error::SnapshotError;
 use crate::group::Topology;
 use crate::protocol::{LocalRecord, RoundId};
 use crate::snapshot::{ChannelSnapshot, GlobalSnapshot, IngressSnapshot, NodeSnapshot};
-use crate::NodeId;
 
 /// Which nodes the initiator asks to record first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -391,7 +391,11 @@ impl Handler<StartRound> for Collector {
             .collect();
         if !stopped.is_empty() {
             drop(_enter);
-            self.finish(r, Err(SnapshotError::NodeStopped { round: r, stopped }), ctx);
+            self.finish(
+                r,
+                Err(SnapshotError::NodeStopped { round: r, stopped }),
+                ctx,
+            );
             return;
         }
         if n == 0 {
@@ -433,7 +437,11 @@ impl Handler<Report> for Collector {
                     self.finish(r, Ok(snap), ctx);
                 }
             }
-            Report::Failed { node, round, reason } => {
+            Report::Failed {
+                node,
+                round,
+                reason,
+            } => {
                 if self.pending.contains_key(&round) {
                     let node = self.topo.nodes[node.index()].name.to_string();
                     self.finish(
@@ -469,7 +477,11 @@ impl Handler<NodeGone> for Collector {
             .collect();
         for r in hit {
             let stopped = vec![self.topo.nodes[i].name.to_string()];
-            self.finish(r, Err(SnapshotError::NodeStopped { round: r, stopped }), ctx);
+            self.finish(
+                r,
+                Err(SnapshotError::NodeStopped { round: r, stopped }),
+                ctx,
+            );
         }
     }
 }

@@ -37,7 +37,9 @@ pub enum BuildError {
     #[error("node handle {0:?} belongs to another builder")]
     ForeignNode(crate::NodeId),
     /// A recorded state has a version the actor type cannot upgrade from.
-    #[error("node {node:?} ({actor_type}): state version {found} cannot become {expected}: {reason}")]
+    #[error(
+        "node {node:?} ({actor_type}): state version {found} cannot become {expected}: {reason}"
+    )]
     StateVersion {
         /// The node.
         node: String,

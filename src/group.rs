@@ -64,13 +64,13 @@ use actix::{Actor, Addr, Arbiter, ArbiterHandle, Context, Recipient};
 use futures::channel::oneshot;
 use petgraph::graphmap::DiGraphMap;
 
+use crate::NodeId;
 use crate::actor::{Control, NodeMeta, Payload, Receive, Recorded, SnapshotActor, Snapshottable};
 use crate::channel::{Ingress, MarkerSink, MarkerTx, Out, Wire};
 use crate::collector::{Collector, SnapshotOptions, SnapshotStats, StartRound};
 use crate::error::{BuildError, DecodeError, SnapshotError};
 use crate::protocol::NodeCore;
 use crate::snapshot::{GlobalSnapshot, NodeSnapshot};
-use crate::NodeId;
 
 /// Mailbox capacity used for `send`; `do_send`, which the group uses, ignores it.
 const MAILBOX_CAPACITY: usize = 16;
@@ -196,7 +196,9 @@ impl<A: Snapshottable> AnyNode for TypedNode<A> {
     }
 
     fn launch(self: Box<Self>, l: Launch, arbiter: &ArbiterHandle) -> bool {
-        let TypedNode { rx, ctor, state, .. } = *self;
+        let TypedNode {
+            rx, ctor, state, ..
+        } = *self;
         let Some(ctor) = ctor else { return false };
         arbiter.spawn_fn(move || {
             let actor = ctor(state);
@@ -208,7 +210,8 @@ impl<A: Snapshottable> AnyNode for TypedNode<A> {
 }
 
 /// Decodes a channel's recorded messages and returns the thunk that enqueues them.
-type Replay = Box<dyn Fn(&[serde_bytes::ByteBuf], u64) -> Result<Box<dyn FnOnce()>, DecodeError> + Send>;
+type Replay =
+    Box<dyn Fn(&[serde_bytes::ByteBuf], u64) -> Result<Box<dyn FnOnce()>, DecodeError> + Send>;
 
 struct NodeEntry {
     info: NodeInfo,
@@ -513,8 +516,7 @@ impl GroupBuilder {
         }
         for (mine, theirs) in self.channels.iter().zip(&s.channels) {
             let m = &mine.info;
-            if m.from != theirs.from || m.to != theirs.to || m.message_type != theirs.message_type
-            {
+            if m.from != theirs.from || m.to != theirs.to || m.message_type != theirs.message_type {
                 return mismatch(format!(
                     "channel {} is {} -> {} of {} in the snapshot, {} -> {} of {} here",
                     theirs.id,
@@ -536,8 +538,7 @@ impl GroupBuilder {
         }
         for (mine, theirs) in self.ingress.iter().zip(&s.ingress) {
             let m = &mine.info;
-            if m.name != theirs.name || m.to != theirs.to || m.message_type != theirs.message_type
-            {
+            if m.name != theirs.name || m.to != theirs.to || m.message_type != theirs.message_type {
                 return mismatch(format!(
                     "ingress {:?} differs from the snapshot's {:?}",
                     m.name, theirs.name
@@ -568,10 +569,16 @@ impl GroupBuilder {
         }
 
         // Per node, per incoming slot: messages already delivered; per ingress slot: offset.
-        let mut delivered: Vec<Vec<u64>> =
-            self.nodes.iter().map(|n| vec![0; n.incoming as usize]).collect();
-        let mut ingress_done: Vec<Vec<u64>> =
-            self.nodes.iter().map(|n| vec![0; n.ingress as usize]).collect();
+        let mut delivered: Vec<Vec<u64>> = self
+            .nodes
+            .iter()
+            .map(|n| vec![0; n.incoming as usize])
+            .collect();
+        let mut ingress_done: Vec<Vec<u64>> = self
+            .nodes
+            .iter()
+            .map(|n| vec![0; n.ingress as usize])
+            .collect();
         let mut enqueue: Vec<Box<dyn FnOnce()>> = Vec::new();
         let mut first_round = 1;
         if let Some(s) = restore {
@@ -718,9 +725,7 @@ impl SnapshotGroup {
         options: SnapshotOptions,
     ) -> Result<GlobalSnapshot, SnapshotError> {
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .collector
-            .do_send(StartRound { options, reply });
+        self.inner.collector.do_send(StartRound { options, reply });
         rx.await.unwrap_or(Err(SnapshotError::GroupStopped))
     }
 

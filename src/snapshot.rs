@@ -249,7 +249,10 @@ impl GlobalSnapshot {
             });
         };
         let label = self.channel_label(ch);
-        ch.messages.iter().map(|m| decode_value(&label, m)).collect()
+        ch.messages
+            .iter()
+            .map(|m| decode_value(&label, m))
+            .collect()
     }
 
     /// Total number of in-flight messages recorded, over all channels.
