@@ -130,16 +130,15 @@ pub struct Net {
     pub n: usize,
 }
 
-/// Declares a token network with `n` nodes and the given directed edges on `b`.
-pub fn declare(
-    b: &mut GroupBuilder,
-    n: usize,
-    edges: &[(u32, u32)],
-) -> (
+/// Per node: the inject, halt and stall ingress handles.
+pub type Handles = (
     Vec<Ingress<Inject>>,
     Vec<Ingress<Halt>>,
     Vec<Ingress<Stall>>,
-) {
+);
+
+/// Declares a token network with `n` nodes and the given directed edges on `b`.
+pub fn declare(b: &mut GroupBuilder, n: usize, edges: &[(u32, u32)]) -> Handles {
     let nodes: Vec<_> = (0..n).map(|i| b.node::<TokNode>(format!("n{i}"))).collect();
     let mut outs: Vec<Vec<Out<Tok>>> = (0..n).map(|_| Vec::new()).collect();
     for &(f, t) in edges {
@@ -209,6 +208,7 @@ pub fn mesh(n: usize) -> Vec<(u32, u32)> {
 /// - every token injected before the cut (per the nodes' own books) is in exactly one
 ///   place: held by a node or in flight, and no other token is anywhere;
 /// - each node's ingress offset equals the number of injections in its books.
+///
 /// Returns (in-flight tokens, tokens in the system).
 pub fn verify(snap: &GlobalSnapshot, n: usize, edges: &[(u32, u32)]) -> (usize, usize) {
     let books: Vec<NodeBooks> = (0..n)
