@@ -40,7 +40,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::NodeId;
-use crate::channel::{MarkerSink, Wire};
+use crate::channel::{MarkerSink, Wire, WireKind};
 use crate::collector::{NodeGone, Report};
 use crate::protocol::{Action, NodeCore, RoundId};
 
@@ -290,20 +290,27 @@ where
     type Result = ();
 
     fn handle(&mut self, wire: Wire<M>, ctx: &mut Context<Self>) {
-        match wire {
-            Wire::Data { slot, msg, .. } => {
+        match wire.0 {
+            WireKind::Data { slot, seq, msg } => {
+                if seq != self.core.delivered(slot as usize) {
+                    // Only an Out used outside its actor can do this; the next marker on
+                    // this channel fails its round. Say where it happened.
+                    tracing::warn!(node = %self.meta.name, slot, seq,
+                        expected = self.core.delivered(slot as usize), "message out of order");
+                }
                 self.core.on_message(slot as usize, || {
                     rmp_serde::to_vec_named(&msg).map_err(|e| e.to_string())
                 });
                 self.drain();
                 self.deliver(msg, ctx);
             }
-            Wire::Marker { slot, round, sent } => {
+            WireKind::Marker { slot, round, sent } => {
                 self.core
                     .on_marker(slot as usize, round, sent, Self::record(&self.actor));
                 self.drain();
             }
-            Wire::Ingress { slot, msg, .. } => {
+            WireKind::Ingress { slot, seq, msg } => {
+                debug_assert_eq!(seq, self.core.ingress_delivered(slot as usize));
                 self.core.on_ingress(slot as usize);
                 self.deliver(msg, ctx);
             }

@@ -57,9 +57,13 @@ use crate::NodeId;
 use crate::protocol::RoundId;
 
 /// What travels through a group's mailboxes: data, markers and ingress messages of one
-/// message type. You never build one; [`Out`] and [`Ingress`] do.
+/// message type. Opaque: only [`Out`] and [`Ingress`] build one, so nothing outside the
+/// library can forge a marker.
 #[derive(Debug)]
-pub enum Wire<M> {
+pub struct Wire<M>(pub(crate) WireKind<M>);
+
+#[derive(Debug)]
+pub(crate) enum WireKind<M> {
     /// An application message on a channel.
     Data {
         /// The channel's index among the receiver's incoming channels.
@@ -134,11 +138,11 @@ impl<M: Send + 'static> Out<M> {
     #[inline]
     pub fn send(&mut self, msg: M) {
         let seq = self.seq.load(Ordering::Relaxed);
-        self.to.do_send(Wire::Data {
+        self.to.do_send(Wire(WireKind::Data {
             slot: self.slot,
             seq,
             msg,
-        });
+        }));
         self.seq.store(seq + 1, Ordering::Relaxed);
     }
 
@@ -166,11 +170,11 @@ pub(crate) struct MarkerTx<M: Send + 'static> {
 
 impl<M: Send + 'static> MarkerSink for MarkerTx<M> {
     fn send_marker(&self, round: RoundId) {
-        self.to.do_send(Wire::Marker {
+        self.to.do_send(Wire(WireKind::Marker {
             slot: self.slot,
             round,
             sent: self.seq.load(Ordering::Relaxed),
-        });
+        }));
     }
 }
 
@@ -250,11 +254,11 @@ impl<M: Send + 'static> Ingress<M> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let seq = *next;
-        self.inner.to.do_send(Wire::Ingress {
+        self.inner.to.do_send(Wire(WireKind::Ingress {
             slot: self.inner.slot,
             seq,
             msg,
-        });
+        }));
         *next = seq + 1;
         Ok(seq)
     }

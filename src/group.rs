@@ -66,7 +66,7 @@ use petgraph::graphmap::DiGraphMap;
 
 use crate::NodeId;
 use crate::actor::{Control, NodeMeta, Payload, Receive, Recorded, SnapshotActor, Snapshottable};
-use crate::channel::{Ingress, MarkerSink, MarkerTx, Out, Wire};
+use crate::channel::{Ingress, MarkerSink, MarkerTx, Out, Wire, WireKind};
 use crate::collector::{Collector, SnapshotOptions, SnapshotStats, StartRound};
 use crate::error::{BuildError, DecodeError, SnapshotError};
 use crate::protocol::NodeCore;
@@ -390,11 +390,11 @@ impl GroupBuilder {
             let to = replay_to.clone();
             Ok(Box::new(move || {
                 for (i, msg) in decoded.into_iter().enumerate() {
-                    to.do_send(Wire::Data {
+                    to.do_send(Wire(WireKind::Data {
                         slot,
                         seq: first_seq + i as u64,
                         msg,
-                    });
+                    }));
                 }
             }))
         });
