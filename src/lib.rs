@@ -98,16 +98,20 @@
 pub mod actor;
 pub mod channel;
 pub mod collector;
+pub mod deadlock;
 pub mod error;
 pub mod group;
+pub mod monitor;
 pub mod protocol;
 pub mod snapshot;
 
 pub use actor::{Payload, Receive, SnapCtx, SnapshotActor, Snapshottable};
 pub use channel::{Ingress, IngressClosed, Out};
 pub use collector::{Initiation, SnapshotOptions, SnapshotStats};
+pub use deadlock::{Deadlock, WaitForGraph, find_deadlocks};
 pub use error::{BuildError, DecodeError, SnapshotError};
 pub use group::{GroupBuilder, NodeRef, SnapshotGroup};
+pub use monitor::{Monitor, MonitorEvent, Violation, ViolationReport};
 pub use snapshot::GlobalSnapshot;
 
 use serde::{Deserialize, Serialize};
