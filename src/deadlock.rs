@@ -280,7 +280,7 @@ impl WaitForGraph {
             }
         };
         format!(
-            "{:?}",
+            "{}",
             Dot::with_attr_getters(
                 &self.graph,
                 &[Config::EdgeNoLabel],

@@ -1,0 +1,371 @@
+//! Deadlock detection: the wait-for graph logic on hand-made waits, and dining
+//! philosophers live. A reported deadlock is checked against the actors' own states and
+//! against the system's liveness (nobody eats any more), not against the detector; the
+//! ordered variant, which cannot deadlock, must never be reported.
+
+#[path = "../examples/dining/mod.rs"]
+mod dining;
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use actix_snapshot::deadlock::{WaitForGraph, find_deadlocks};
+use actix_snapshot::{GlobalSnapshot, NodeId, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+use dining::{Fork, Order, Phase, Philosopher, Timing, fork_name, phil_name};
+use proptest::prelude::*;
+use serde_bytes::ByteBuf;
+
+// ---------------------------------------------------------------------------------------
+// Graph logic on a real snapshot whose waits and in-flight messages are set by hand.
+
+struct Idle;
+impl Snapshottable for Idle {
+    type State = ();
+    fn snapshot_state(&self) {}
+}
+impl Receive<u8> for Idle {
+    fn receive(&mut self, _: u8, _ctx: &mut SnapCtx<Self>) {}
+}
+
+const MESH: usize = 6;
+
+/// A snapshot of an idle full mesh of `MESH` nodes `n0..n5` (one channel each way per
+/// pair, nothing in flight, nobody waiting).
+fn idle_mesh() -> GlobalSnapshot {
+    static SNAP: OnceLock<GlobalSnapshot> = OnceLock::new();
+    SNAP.get_or_init(|| {
+        std::thread::spawn(|| {
+            actix::System::new().block_on(async {
+                let mut b = SnapshotGroup::builder();
+                let nodes: Vec<_> = (0..MESH).map(|i| b.node::<Idle>(format!("n{i}"))).collect();
+                for &f in &nodes {
+                    for &t in &nodes {
+                        if f.id() != t.id() {
+                            let _out = b.channel::<u8, _, _>(f, t);
+                        }
+                    }
+                }
+                for &n in &nodes {
+                    b.actor(n, |_| Idle);
+                }
+                let group = b.start().expect("valid topology");
+                let snap = group.snapshot().await.expect("round completes");
+                group.shutdown();
+                snap
+            })
+        })
+        .join()
+        .expect("snapshot thread")
+    })
+    .clone()
+}
+
+/// `waits`: (waiter, waited for); `in_flight`: (from, to, messages).
+fn scenario(waits: &[(u32, u32)], in_flight: &[(u32, u32, usize)]) -> GlobalSnapshot {
+    let mut snap = idle_mesh();
+    for &(i, j) in waits {
+        snap.nodes[i as usize].waits_for.push(NodeId(j));
+    }
+    for &(f, t, k) in in_flight {
+        let ch = snap
+            .channels
+            .iter_mut()
+            .find(|c| c.from == NodeId(f) && c.to == NodeId(t))
+            .expect("mesh channel");
+        for _ in 0..k {
+            ch.messages.push(ByteBuf::from(vec![0x07]));
+            ch.sent += 1;
+        }
+    }
+    snap
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn two_nodes_waiting_for_each_other_deadlock() {
+    let d = find_deadlocks(&scenario(&[(0, 1), (1, 0)], &[]));
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].nodes, names(&["n0", "n1"]));
+    assert_eq!(d[0].cycle, names(&["n0", "n1"]));
+    assert_eq!(d[0].to_string(), "n0 -> n1 -> n0");
+}
+
+#[test]
+fn a_wait_satisfied_by_an_in_flight_message_is_not_a_deadlock() {
+    // n1 -> n0 carries a message: n0's wait on n1 will be satisfied.
+    let snap = scenario(&[(0, 1), (1, 0)], &[(1, 0, 1)]);
+    let g = WaitForGraph::from_snapshot(&snap);
+    assert!(g.deadlocks().is_empty());
+    let waits = g.waits();
+    let w01 = waits
+        .iter()
+        .find(|(a, b, _)| (*a, *b) == ("n0", "n1"))
+        .unwrap();
+    let w10 = waits
+        .iter()
+        .find(|(a, b, _)| (*a, *b) == ("n1", "n0"))
+        .unwrap();
+    assert!(w01.2.is_satisfied() && w01.2.in_flight == 1);
+    assert!(!w10.2.is_satisfied());
+    let dot = g.to_dot();
+    assert!(dot.contains("style=dashed"), "{dot}");
+    assert!(!dot.contains("color=red"), "{dot}");
+}
+
+#[test]
+fn only_a_message_from_the_waited_for_node_to_the_waiter_counts() {
+    // Wrong direction (n0 -> n1 satisfies n1's wait, which exists too: no deadlock) ...
+    assert!(find_deadlocks(&scenario(&[(0, 1), (1, 0)], &[(0, 1, 2)])).is_empty());
+    // ... but a message from a third node, or on the reverse of an absent wait, does not.
+    let d = find_deadlocks(&scenario(&[(0, 1), (1, 0)], &[(2, 0, 3), (0, 2, 1)]));
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].nodes, names(&["n0", "n1"]));
+}
+
+#[test]
+fn chains_are_not_deadlocks_cycles_of_any_length_are() {
+    assert!(find_deadlocks(&scenario(&[(0, 1), (1, 2), (2, 3)], &[])).is_empty());
+    let d = find_deadlocks(&scenario(&[(0, 1), (1, 2), (2, 3), (3, 0), (4, 0)], &[]));
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].nodes, names(&["n0", "n1", "n2", "n3"])); // n4 waits on it, is not in it
+    assert_eq!(d[0].cycle, names(&["n0", "n1", "n2", "n3"]));
+    // Breaking any one edge of the cycle with an in-flight message breaks the deadlock.
+    for (waiter, on) in [(0, 1), (1, 2), (2, 3), (3, 0)] {
+        let snap = scenario(&[(0, 1), (1, 2), (2, 3), (3, 0)], &[(on, waiter, 1)]);
+        assert!(find_deadlocks(&snap).is_empty(), "{waiter} -> {on}");
+    }
+}
+
+#[test]
+fn self_waits_separate_components_and_shortest_cycles() {
+    let d = find_deadlocks(&scenario(&[(5, 5), (1, 2), (2, 1), (3, 3)], &[]));
+    let got: Vec<_> = d
+        .iter()
+        .map(|d| (d.nodes.clone(), d.cycle.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (names(&["n1", "n2"]), names(&["n1", "n2"])),
+            (names(&["n3"]), names(&["n3"])),
+            (names(&["n5"]), names(&["n5"])),
+        ]
+    );
+    // One component, two cycles through n0; the reported one is the shortest.
+    let d = find_deadlocks(&scenario(&[(0, 1), (1, 2), (2, 0), (0, 2)], &[]));
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].nodes, names(&["n0", "n1", "n2"]));
+    assert_eq!(d[0].cycle, names(&["n0", "n2"]));
+}
+
+#[test]
+fn duplicate_and_unknown_waits_are_harmless() {
+    let mut snap = scenario(&[(0, 1), (0, 1), (1, 0)], &[]);
+    snap.nodes[2].waits_for.push(NodeId(99));
+    let g = WaitForGraph::from_snapshot(&snap);
+    assert_eq!(g.waits().len(), 2);
+    assert_eq!(g.deadlocks().len(), 1);
+}
+
+/// Independent oracle: nodes on a cycle of unsatisfied waits, by transitive closure.
+fn on_a_cycle(
+    n: usize,
+    waits: &BTreeSet<(u32, u32)>,
+    in_flight: &[(u32, u32, usize)],
+) -> Vec<bool> {
+    let satisfied = |i: u32, j: u32| in_flight.iter().any(|&(f, t, k)| f == j && t == i && k > 0);
+    let mut reach = vec![vec![false; n]; n];
+    for &(i, j) in waits {
+        if !satisfied(i, j) {
+            reach[i as usize][j as usize] = true;
+        }
+    }
+    for k in 0..n {
+        for i in 0..n {
+            for j in 0..n {
+                if reach[i][k] && reach[k][j] {
+                    reach[i][j] = true;
+                }
+            }
+        }
+    }
+    (0..n).map(|v| reach[v][v]).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn detector_agrees_with_transitive_closure(
+        waits in proptest::collection::btree_set((0..MESH as u32, 0..MESH as u32), 0..14),
+        in_flight in proptest::collection::vec((0..MESH as u32, 0..MESH as u32, 1..3usize), 0..6),
+    ) {
+        let in_flight: Vec<_> = in_flight.into_iter().filter(|(f, t, _)| f != t).collect();
+        let w: Vec<_> = waits.iter().copied().collect();
+        let snap = scenario(&w, &in_flight);
+        let deadlocks = find_deadlocks(&snap);
+        let expected = on_a_cycle(MESH, &waits, &in_flight);
+        let mut reported = vec![false; MESH];
+        let id = |name: &str| name[1..].parse::<u32>().unwrap();
+        for d in &deadlocks {
+            for name in &d.nodes {
+                prop_assert!(!reported[id(name) as usize], "node in two deadlocks");
+                reported[id(name) as usize] = true;
+            }
+            // The cycle is elementary, inside the component, made of unsatisfied waits.
+            let cyc: Vec<u32> = d.cycle.iter().map(|s| id(s)).collect();
+            prop_assert!(!cyc.is_empty());
+            prop_assert_eq!(cyc.iter().collect::<BTreeSet<_>>().len(), cyc.len());
+            for (k, &a) in cyc.iter().enumerate() {
+                let b = cyc[(k + 1) % cyc.len()];
+                let name = format!("n{}", a);
+                prop_assert!(d.nodes.contains(&name));
+                prop_assert!(waits.contains(&(a, b)), "no wait {} -> {}", a, b);
+                prop_assert!(!in_flight.iter().any(|&(f, t, _)| f == b && t == a));
+            }
+        }
+        prop_assert_eq!(reported, expected);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Dining philosophers, live.
+
+const N: u32 = 5;
+
+/// Checks, from the actors' own states only, that `snap` shows the full left-first
+/// deadlock: every philosopher holds its left fork and waits for its right one, which its
+/// neighbour holds, and nothing is on its way.
+fn assert_stuck_by_the_books(snap: &GlobalSnapshot) {
+    for i in 0..N {
+        let (left, right) = (i, (i + 1) % N);
+        let p = snap.state::<Philosopher>(&phil_name(i)).unwrap();
+        assert_eq!(p.phase, Phase::Waiting(right), "P{i}");
+        assert_eq!(p.holding, vec![left], "P{i}");
+        let f = snap.state::<Fork>(&fork_name(right)).unwrap();
+        assert_eq!(
+            f.holder,
+            Some(right),
+            "F{right} is held by its right-hand philosopher"
+        );
+        assert!(f.queue.contains(&i), "P{i} queued at F{right}");
+    }
+    assert_eq!(snap.in_flight::<dining::Granted>().unwrap().len(), 0);
+    assert_eq!(snap.in_flight::<dining::ToFork>().unwrap().len(), 0);
+}
+
+fn meals(snap: &GlobalSnapshot) -> Vec<u64> {
+    (0..N)
+        .map(|i| snap.state::<Philosopher>(&phil_name(i)).unwrap().meals)
+        .collect()
+}
+
+const DEADLOCK_SEEDS: u64 = 8;
+
+#[actix::test]
+async fn left_first_philosophers_deadlock_and_it_is_detected() {
+    let mut snapshots_total = 0;
+    for seed in 0..DEADLOCK_SEEDS {
+        let group = dining::start(N, Order::LeftFirst, seed, Timing::default(), 2);
+        let started = Instant::now();
+        let (snap, deadlocks) = loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "seed {seed}: no deadlock detected in 20 s"
+            );
+            actix::clock::sleep(Duration::from_millis(2)).await;
+            let snap = group.snapshot().await.expect("round completes");
+            snapshots_total += 1;
+            let d = find_deadlocks(&snap);
+            if !d.is_empty() {
+                break (snap, d);
+            }
+        };
+        // The report: one deadlock with every philosopher and fork, P0 -> F1 -> P1 -> ...
+        assert_eq!(deadlocks.len(), 1, "seed {seed}");
+        let expected_cycle: Vec<String> = (0..N)
+            .flat_map(|i| [phil_name(i), fork_name((i + 1) % N)])
+            .collect();
+        assert_eq!(deadlocks[0].cycle, expected_cycle, "seed {seed}");
+        assert_eq!(deadlocks[0].nodes.len(), 2 * N as usize);
+        // It is real, by the actors' own books ...
+        assert_stuck_by_the_books(&snap);
+        // ... and nothing moves any more: nobody eats, the same deadlock stays.
+        actix::clock::sleep(Duration::from_millis(50)).await;
+        let later = group.snapshot().await.expect("round completes");
+        assert_eq!(meals(&later), meals(&snap), "seed {seed}: somebody ate");
+        assert_eq!(find_deadlocks(&later), deadlocks);
+        assert!(
+            WaitForGraph::from_snapshot(&later)
+                .to_dot()
+                .contains("color=red")
+        );
+        group.shutdown();
+    }
+    assert!(snapshots_total >= DEADLOCK_SEEDS);
+}
+
+/// Seeds and snapshots per seed for the no-false-positive test.
+const ORDERED_SEEDS: u64 = 200;
+const SNAPSHOTS_PER_SEED: u32 = 10;
+
+#[actix::test]
+async fn ordered_philosophers_are_never_reported() {
+    // Busy philosophers: short thinking, so forks are contended and waits are frequent.
+    let timing = Timing {
+        think: (0, 1),
+        reach: (0, 2),
+        eat: (0, 1),
+    };
+    let (mut with_waits, mut satisfied, mut checked) = (0u64, 0u64, 0u64);
+    for seed in 0..ORDERED_SEEDS {
+        let group = dining::start(N, Order::Ordered, seed, timing, 2);
+        let mut first_meals = None;
+        let mut last = None;
+        for _ in 0..SNAPSHOTS_PER_SEED {
+            actix::clock::sleep(Duration::from_millis(1)).await;
+            let snap = group.snapshot().await.expect("round completes");
+            let graph = WaitForGraph::from_snapshot(&snap);
+            let deadlocks = graph.deadlocks();
+            assert!(
+                deadlocks.is_empty(),
+                "seed {seed}: false positive {deadlocks:?}\n{}",
+                graph.to_dot()
+            );
+            let waits = graph.waits();
+            with_waits += u64::from(!waits.is_empty());
+            satisfied += waits.iter().filter(|w| w.2.is_satisfied()).count() as u64;
+            checked += 1;
+            first_meals.get_or_insert_with(|| meals(&snap).iter().sum::<u64>());
+            last = Some(snap);
+        }
+        // Independent of the detector: the system makes progress.
+        let last = last.expect("snapshots taken");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut eaten = meals(&last).iter().sum::<u64>();
+        while eaten <= first_meals.unwrap_or(0) && Instant::now() < deadline {
+            actix::clock::sleep(Duration::from_millis(5)).await;
+            eaten = meals(&group.snapshot().await.unwrap()).iter().sum();
+        }
+        assert!(eaten > first_meals.unwrap_or(0), "seed {seed}: no progress");
+        group.shutdown();
+    }
+    assert_eq!(checked, ORDERED_SEEDS * SNAPSHOTS_PER_SEED as u64);
+    // The detector had real graphs to look at, including waits satisfied in flight.
+    assert!(
+        with_waits > checked / 4,
+        "{with_waits} of {checked} snapshots had waits"
+    );
+    assert!(
+        satisfied > 0,
+        "no wait was ever satisfied by an in-flight message"
+    );
+    eprintln!(
+        "ordered: {ORDERED_SEEDS} seeds, {checked} snapshots, {with_waits} with waits, \
+         {satisfied} waits satisfied in flight, no deadlock reported"
+    );
+}
