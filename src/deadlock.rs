@@ -32,6 +32,9 @@
 //! also carries one elementary cycle through it (a shortest path back to its first node,
 //! found with `petgraph::algo::astar`).
 //!
+//! To watch a running group for deadlocks, hand [`no_deadlock`] to a
+//! [`Monitor`](crate::monitor::Monitor) as a check.
+//!
 //! ```
 //! use actix_snapshot::{NodeId, Receive, SnapCtx, SnapshotGroup, Snapshottable};
 //! use actix_snapshot::deadlock::WaitForGraph;
@@ -79,6 +82,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 use crate::NodeId;
+use crate::monitor::Violation;
 use crate::snapshot::GlobalSnapshot;
 
 /// One wait in the graph: an edge `waiter -> waited_for`.
@@ -295,4 +299,30 @@ impl WaitForGraph {
 /// `WaitForGraph::from_snapshot(snap).deadlocks()`.
 pub fn find_deadlocks(snap: &GlobalSnapshot) -> Vec<Deadlock> {
     WaitForGraph::from_snapshot(snap).deadlocks()
+}
+
+/// A [`Monitor`](crate::monitor::Monitor) check that fails when a snapshot holds a deadlock;
+/// the violation's message lists the cycles.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use actix_snapshot::{SnapshotGroup, monitor::Monitor};
+/// # fn f(group: SnapshotGroup) {
+/// let monitor = Monitor::builder(group)
+///     .every(Duration::from_millis(50))
+///     .check("no deadlock", actix_snapshot::deadlock::no_deadlock)
+///     .start();
+/// # }
+/// ```
+pub fn no_deadlock(snap: &GlobalSnapshot) -> Result<(), Violation> {
+    let found = find_deadlocks(snap);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let cycles: Vec<String> = found.iter().map(|d| d.to_string()).collect();
+    Err(Violation::new(format!(
+        "{} deadlock(s): {}",
+        found.len(),
+        cycles.join("; ")
+    )))
 }

@@ -369,3 +369,51 @@ async fn ordered_philosophers_are_never_reported() {
          {satisfied} waits satisfied in flight, no deadlock reported"
     );
 }
+
+#[actix::test]
+async fn a_monitor_with_no_deadlock_catches_the_deadlock_and_only_it() {
+    use actix_snapshot::deadlock::no_deadlock;
+    use actix_snapshot::monitor::{Monitor, MonitorEvent};
+    use futures::StreamExt;
+
+    // Left-first: the monitor reports the deadlock; the snapshot it hands back is stuck.
+    let group = dining::start(N, Order::LeftFirst, 42, Timing::default(), 2);
+    let mut monitor = Monitor::builder(group.clone())
+        .every(Duration::from_millis(2))
+        .check("no deadlock", no_deadlock)
+        .stop_on_violation(true)
+        .start()
+        .expect("monitor starts");
+    let mut events = monitor.events().unwrap();
+    let event = actix::clock::timeout(Duration::from_secs(20), events.next())
+        .await
+        .expect("a deadlock within 20 s");
+    let Some(MonitorEvent::Violation(report)) = event else {
+        panic!("expected a violation, got {event:?}");
+    };
+    assert!(
+        report.violation.message.contains("P0 -> F1 -> P1"),
+        "{}",
+        report.violation.message
+    );
+    assert_stuck_by_the_books(&report.snapshot);
+    group.shutdown();
+
+    // Ordered: hundreds of snapshots, no report.
+    let timing = Timing {
+        think: (0, 1),
+        reach: (0, 2),
+        eat: (0, 1),
+    };
+    let group = dining::start(N, Order::Ordered, 42, timing, 2);
+    let monitor = Monitor::builder(group.clone())
+        .every(Duration::from_millis(1))
+        .check("no deadlock", no_deadlock)
+        .start()
+        .expect("monitor starts");
+    while monitor.stats().checked < 300 {
+        actix::clock::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(monitor.stats().violations, 0);
+    group.shutdown();
+}
