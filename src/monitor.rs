@@ -20,7 +20,8 @@
 //! one instant: money in accounts plus money in flight is exact, never "half a transfer".
 //!
 //! The monitor runs as a task on the arbiter that starts it (`actix::spawn`); the checks run
-//! there too, so keep them quick and do not panic in them. Dropping the [`Monitor`] (or
+//! there too, so keep them quick. A check that panics counts as violated (its message is
+//! the panic's) and the monitor goes on. Dropping the [`Monitor`] (or
 //! [`Monitor::stop`]) stops it; a round it had started still completes in the group.
 //!
 //! ```
@@ -451,7 +452,7 @@ impl Task {
         let failures: Vec<(String, Violation)> = self
             .checks
             .iter()
-            .filter_map(|(name, check)| check(&snap).err().map(|v| (name.clone(), v)))
+            .filter_map(|(name, check)| run_check(check, &snap).err().map(|v| (name.clone(), v)))
             .collect();
         tracing::debug!(
             snapshot = snap.id,
@@ -511,6 +512,18 @@ impl Task {
             }
         }
     }
+}
+
+/// Runs one check; a check that panics fails with the panic's message (the monitor goes on).
+fn run_check(check: &Check, snap: &GlobalSnapshot) -> Result<(), Violation> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(snap))).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_string());
+        Err(Violation::new(format!("check panicked: {msg}")))
+    })
 }
 
 /// Writes `snap` into `dir` crash-safely; returns the final path.

@@ -379,3 +379,39 @@ fn starting_outside_an_arbiter_is_an_error() {
     .expect("no panic");
     assert!(matches!(outcome, Err(MonitorError::NoArbiter)));
 }
+
+#[actix::test]
+async fn a_panicking_check_is_a_violation_and_the_monitor_goes_on() {
+    let bank = bank(2, None, 1, SnapshotOptions::default());
+    let mut monitor = Monitor::builder(bank.group.clone())
+        .every(Duration::from_millis(2))
+        .check("fragile", |snap: &GlobalSnapshot| {
+            if snap.id % 2 == 0 {
+                panic!("even snapshot {}", snap.id);
+            }
+            Ok(())
+        })
+        .check("money conserved", money_conserved(bank.n))
+        .start()
+        .expect("monitor starts");
+    let mut events = monitor.events().unwrap();
+    let Some(MonitorEvent::Violation(report)) =
+        next_event(&mut events, Duration::from_secs(10)).await
+    else {
+        panic!("expected a violation");
+    };
+    assert_eq!(report.check, "fragile");
+    assert_eq!(report.snapshot_id % 2, 0);
+    assert_eq!(
+        report.violation.message,
+        format!("check panicked: even snapshot {}", report.snapshot_id)
+    );
+    while monitor.stats().checked < 6 {
+        actix::clock::sleep(Duration::from_millis(2)).await;
+    }
+    let stats = monitor.stats();
+    assert!(stats.running);
+    // Only the fragile check failed, once per even snapshot id.
+    assert!(stats.violations >= 2 && stats.violations <= stats.checked / 2 + 1);
+    bank.group.shutdown();
+}
