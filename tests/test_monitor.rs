@@ -386,7 +386,7 @@ async fn a_panicking_check_is_a_violation_and_the_monitor_goes_on() {
     let mut monitor = Monitor::builder(bank.group.clone())
         .every(Duration::from_millis(2))
         .check("fragile", |snap: &GlobalSnapshot| {
-            if snap.id % 2 == 0 {
+            if snap.id.is_multiple_of(2) {
                 panic!("even snapshot {}", snap.id);
             }
             Ok(())
@@ -401,7 +401,7 @@ async fn a_panicking_check_is_a_violation_and_the_monitor_goes_on() {
         panic!("expected a violation");
     };
     assert_eq!(report.check, "fragile");
-    assert_eq!(report.snapshot_id % 2, 0);
+    assert!(report.snapshot_id.is_multiple_of(2));
     assert_eq!(
         report.violation.message,
         format!("check panicked: even snapshot {}", report.snapshot_id)
