@@ -97,16 +97,23 @@
 
 pub mod actor;
 pub mod channel;
+pub mod checkpoint;
 pub mod collector;
 pub mod deadlock;
 pub mod error;
 pub mod group;
+#[cfg(feature = "cli")]
+pub mod inspect;
 pub mod monitor;
 pub mod protocol;
 pub mod snapshot;
 
 pub use actor::{Payload, Receive, SnapCtx, SnapshotActor, Snapshottable};
 pub use channel::{Ingress, IngressClosed, Out};
+pub use checkpoint::{
+    CheckpointConfig, CheckpointError, CheckpointHandle, CheckpointReport, CheckpointStore,
+    Checkpointer, FsStore,
+};
 pub use collector::{Initiation, SnapshotOptions, SnapshotStats};
 pub use deadlock::{Deadlock, WaitForGraph, find_deadlocks};
 pub use error::{BuildError, DecodeError, SnapshotError};
