@@ -1,0 +1,652 @@
+//! Load harness: how long a snapshot takes while the system is busy, what periodic snapshots
+//! cost the application, and how that compares with a stop-the-world snapshot and with a
+//! lower bound, all measured in one run (the machine may be shared and noisy: every figure
+//! that matters is a ratio against a baseline measured next to it).
+//!
+//! ```text
+//! cargo bench --bench snapshot_latency -- --quick     # representative subset, < 2 min on 2 cores
+//! cargo bench --bench snapshot_latency                # the full matrix (about 15 minutes)
+//! cargo bench --bench snapshot_latency -- mesh-100    # only configurations whose name contains this
+//! ```
+//!
+//! # Configurations
+//!
+//! Topology `ring`, `mesh` (full mesh) or `star` (hub and leaves, both directions); 10, 100
+//! or 1000 actors; 0, 1k, 10k or 100k tokens circulating (each node forwards every token it
+//! receives to its next outgoing channel, round-robin, so `load` messages are always in
+//! flight); one-node (`one`: node 0 starts, markers spread the round) or all-nodes (`all`)
+//! initiation; one arbiter (`a1`) or one per core (`aN`). A full mesh of 1000 actors has
+//! 999,000 channels (a million mailbox senders and a million markers per round): it is
+//! listed as skipped. The actors are those of `benches/workload/mod.rs`.
+//!
+//! For each configuration, in this order:
+//!
+//! 1. **plain actix**: the same actors written as plain actix actors on the same number of
+//!    arbiters with `max(load, 1000)` tokens: messages per second over a window
+//!    (`plain_msgs_per_s`).
+//! 2. **stop-the-world** on plain actix with `load` tokens, every 100 ms: stop all
+//!    forwarding, wait until every token is parked (every mailbox empty), read every
+//!    actor's state (`send` + await), resume. Pause per snapshot and throughput over the
+//!    window.
+//! 3. **ours**: the group with `load` tokens, first without snapshots (`wrapped_msgs_per_s`),
+//!    then with a snapshot every 100 ms (`snapshot_msgs_per_s`; latency = from the
+//!    `snapshot_with` call to the assembled `GlobalSnapshot` in the caller's hands).
+//!
+//! **Lower bound** of a round's latency: a round cannot end before every marker has been
+//! handled, and a marker is handled after every message queued ahead of it; with all-nodes
+//! initiation every circulating message is queued ahead of some marker. So
+//! `lower_bound_us = (channels + load) / plain_msgs_per_s`: markers plus queued messages,
+//! at the rate plain actix handles messages in this topology on this machine in this run.
+//! It ignores the collector (it assembles the snapshot) and, for one-node initiation, the
+//! markers' path length, so it is loose there.
+//!
+//! # Output
+//!
+//! One JSON object per configuration in `$CARGO_TARGET_DIR/bench-results/latency/<name>.json`
+//! (default `target/`), all of them in `bench-results/snapshot_latency.json`, and a plot of
+//! p50 latency against load per topology in `bench-results/latency.svg`. Fields:
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `name` | `<topology>-<actors>-L<load>-<one\|all>-a<arbiters>` |
+//! | `topology`, `actors`, `channels`, `load`, `initiation`, `arbiters` | the configuration |
+//! | `quick` | whether `--quick` windows were used |
+//! | `skipped` | why the configuration did not run, or `null` |
+//! | `rounds`, `errors` | snapshot rounds completed / failed in the periodic phase |
+//! | `latency_p50_us`, `latency_p99_us`, `latency_max_us`, `latency_mean_us` | snapshot latency (hdrhistogram) |
+//! | `recorded_bytes_mean` | payload bytes (states + messages) per snapshot, mean |
+//! | `in_flight_mean` | in-flight messages recorded per snapshot, mean |
+//! | `plain_msgs_per_s`, `plain_load` | plain actix throughput and the load it was measured at |
+//! | `wrapped_msgs_per_s` | ours, no snapshot running |
+//! | `wrapper_ratio` | `wrapped_msgs_per_s / plain_msgs_per_s` (`null` at load 0) |
+//! | `snapshot_msgs_per_s` | ours, a snapshot every 100 ms |
+//! | `snapshot_throughput_ratio` | `snapshot_msgs_per_s / wrapped_msgs_per_s` |
+//! | `snapshot_vs_plain_ratio` | `snapshot_msgs_per_s / plain_msgs_per_s` |
+//! | `lower_bound_us` | `(channels + load) / plain_msgs_per_s`, in µs |
+//! | `latency_over_bound` | `latency_p50_us / lower_bound_us` |
+//! | `stw_rounds`, `stw_pause_p50_us`, `stw_pause_p99_us`, `stw_pause_max_us` | stop-the-world pauses |
+//! | `stw_state_bytes_mean` | bytes read per stop-the-world snapshot, mean |
+//! | `stw_msgs_per_s` | plain actix throughput with a stop-the-world snapshot every 100 ms |
+//! | `stw_throughput_ratio` | `stw_msgs_per_s / plain_msgs_per_s` (`null` at load 0) |
+//!
+//! Throughput ratios are `null` where there is nothing to divide (load 0).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::clock::sleep;
+use actix_snapshot::{Initiation, NodeId, SnapshotOptions};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+mod workload;
+use workload::{FOREVER, Finish, PlainNet, Shape, SnapNet};
+
+const PERIOD: Duration = Duration::from_millis(100);
+const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Load at which plain throughput is measured when the configuration's load is lower.
+const RATE_LOAD: u64 = 1_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    shape: Shape,
+    n: usize,
+    load: u64,
+    one_node: bool,
+    arbiters: usize,
+}
+
+impl Config {
+    fn name(&self) -> String {
+        format!(
+            "{}-{}-L{}-{}-a{}",
+            self.shape.name(),
+            self.n,
+            self.load,
+            if self.one_node { "one" } else { "all" },
+            self.arbiters
+        )
+    }
+
+    fn skip_reason(&self) -> Option<String> {
+        (self.shape == Shape::Mesh && self.n >= 1000).then(|| {
+            format!(
+                "a full mesh of {} actors has {} channels (a mailbox sender each, a marker each per round): infeasible here",
+                self.n,
+                self.shape.channels(self.n)
+            )
+        })
+    }
+}
+
+/// Windows of one configuration.
+#[derive(Debug, Clone, Copy)]
+struct Windows {
+    warmup: Duration,
+    rate: Duration,
+    periodic: Duration,
+    min_rounds: u64,
+    max_periodic: Duration,
+}
+
+const QUICK: Windows = Windows {
+    warmup: Duration::from_millis(150),
+    rate: Duration::from_millis(300),
+    periodic: Duration::from_millis(800),
+    min_rounds: 5,
+    max_periodic: Duration::from_secs(4),
+};
+
+const FULL: Windows = Windows {
+    warmup: Duration::from_millis(300),
+    rate: Duration::from_secs(1),
+    periodic: Duration::from_secs(3),
+    min_rounds: 20,
+    max_periodic: Duration::from_secs(20),
+};
+
+fn quick_matrix(cores: usize) -> Vec<Config> {
+    let c = |shape, n, load, one_node, arbiters| Config {
+        shape,
+        n,
+        load,
+        one_node,
+        arbiters,
+    };
+    let mut v = Vec::new();
+    // Latency against load, per topology, 100 actors, all-nodes, one arbiter per core.
+    for shape in [Shape::Ring, Shape::Mesh, Shape::Star] {
+        for load in [0, 1_000, 10_000, 100_000] {
+            v.push(c(shape, 100, load, false, cores));
+        }
+    }
+    // Targets: 1000-actor ring with 10k circulating (all-nodes); mesh-100 idle one-node.
+    v.push(c(Shape::Ring, 1000, 10_000, false, cores));
+    v.push(c(Shape::Mesh, 100, 0, true, cores));
+    // One-node against all-nodes initiation under load.
+    v.push(c(Shape::Ring, 100, 10_000, true, cores));
+    v.push(c(Shape::Star, 100, 10_000, true, cores));
+    // One arbiter against one per core.
+    v.push(c(Shape::Ring, 100, 10_000, false, 1));
+    v.push(c(Shape::Mesh, 100, 10_000, false, 1));
+    // Sizes.
+    v.push(c(Shape::Ring, 10, 10_000, false, cores));
+    v.push(c(Shape::Star, 1000, 10_000, false, cores));
+    v
+}
+
+fn full_matrix(cores: usize) -> Vec<Config> {
+    let mut v = Vec::new();
+    for shape in [Shape::Ring, Shape::Mesh, Shape::Star] {
+        for n in [10, 100, 1000] {
+            for load in [0, 1_000, 10_000, 100_000] {
+                for one_node in [false, true] {
+                    for arbiters in [1, cores] {
+                        v.push(Config {
+                            shape,
+                            n,
+                            load,
+                            one_node,
+                            arbiters,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    v.dedup_by_key(|c| c.name());
+    v
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant figures is valid")
+}
+
+fn us(d: Duration) -> u64 {
+    d.as_micros().max(1) as u64
+}
+
+/// Messages per second handled by `handled` over `window`.
+async fn rate(handled: impl Fn() -> u64, window: Duration) -> f64 {
+    let (c0, t0) = (handled(), Instant::now());
+    sleep(window).await;
+    (handled() - c0) as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0 && a.is_finite()).then(|| a / b)
+}
+
+/// Runs `step` every [`PERIOD`] for the periodic window (at least `min_rounds`, at most
+/// `max_periodic`); returns the throughput over the phase and what each step returned.
+async fn periodic<T, F, Fut>(w: Windows, handled: impl Fn() -> u64, step: F) -> (f64, Vec<T>)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let (c0, t0) = (handled(), Instant::now());
+    let mut next = t0;
+    let mut results = Vec::new();
+    loop {
+        let el = t0.elapsed();
+        if (el >= w.periodic && results.len() as u64 >= w.min_rounds) || el >= w.max_periodic {
+            break;
+        }
+        let now = Instant::now();
+        if next > now {
+            sleep(next - now).await;
+        }
+        next = Instant::now().max(next) + PERIOD;
+        results.push(step().await);
+    }
+    let rate = (handled() - c0) as f64 / t0.elapsed().as_secs_f64();
+    (rate, results)
+}
+
+async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
+    let name = cfg.name();
+    let channels = cfg.shape.channels(cfg.n);
+    let mut out = json!({
+        "name": name,
+        "topology": cfg.shape.name(),
+        "actors": cfg.n,
+        "channels": channels,
+        "load": cfg.load,
+        "initiation": if cfg.one_node { "one" } else { "all" },
+        "arbiters": cfg.arbiters,
+        "quick": quick,
+        "skipped": null,
+    });
+    if let Some(reason) = cfg.skip_reason() {
+        out["skipped"] = json!(reason);
+        return out;
+    }
+    let finish = Arc::new(Finish::default());
+
+    // 1. Plain actix throughput.
+    let plain_load = cfg.load.max(RATE_LOAD);
+    let plain = PlainNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), true);
+    plain.inject(plain_load, FOREVER);
+    sleep(w.warmup).await;
+    let plain_rate = rate(|| plain.handled(), w.rate).await;
+
+    // 2. Stop-the-world every PERIOD, on plain actix with `load` tokens.
+    let plain = if plain_load == cfg.load {
+        plain
+    } else {
+        plain.shutdown();
+        let p = PlainNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), true);
+        p.inject(cfg.load, FOREVER);
+        sleep(w.warmup).await;
+        p
+    };
+    let p = &plain;
+    let (stw_rate, stw) = periodic(
+        w,
+        || plain.handled(),
+        move || async move { p.stop_the_world(cfg.load).await },
+    )
+    .await;
+    let mut stw_pause = hist();
+    for (pause, _) in &stw {
+        stw_pause.record(us(*pause)).expect("histogram grows");
+    }
+    let stw_rounds = stw.len() as u64;
+    let stw_bytes: usize = stw.iter().map(|(_, b)| b).sum();
+    plain.shutdown();
+
+    // 3. Ours: no snapshot, then a snapshot every PERIOD.
+    let net = SnapNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), false);
+    net.inject(cfg.load, FOREVER);
+    sleep(w.warmup).await;
+    let wrapped_rate = rate(|| net.handled(), w.rate).await;
+    let initiation = if cfg.one_node {
+        Initiation::Node(NodeId(0))
+    } else {
+        Initiation::AllNodes
+    };
+    let opts = SnapshotOptions::default()
+        .initiation(initiation)
+        .timeout(ROUND_TIMEOUT);
+    let g = &net.group;
+    let (snap_rate, results) = periodic(
+        w,
+        || net.handled(),
+        move || async move {
+            let t0 = Instant::now();
+            g.snapshot_with(opts)
+                .await
+                .map(|s| (t0.elapsed(), s.payload_bytes(), s.in_flight_count()))
+        },
+    )
+    .await;
+    let mut lat = hist();
+    let (mut bytes, mut in_flight, mut errors) = (0usize, 0usize, 0u64);
+    for r in results {
+        match r {
+            Ok((d, b, f)) => {
+                lat.record(us(d)).expect("histogram grows");
+                bytes += b;
+                in_flight += f;
+            }
+            Err(e) => {
+                errors += 1;
+                eprintln!("{name}: round failed: {e}");
+            }
+        }
+    }
+    net.shutdown();
+    // Let the stopped arbiters' threads wind down before the next configuration.
+    sleep(Duration::from_millis(50)).await;
+
+    let rounds = lat.len();
+    let mean = |total: usize, n: u64| (n > 0).then(|| total as f64 / n as f64);
+    let loaded = cfg.load > 0;
+    let bound_us = (channels as f64 + cfg.load as f64) / plain_rate * 1e6;
+    let p50 = (rounds > 0).then(|| lat.value_at_quantile(0.5));
+    out["rounds"] = json!(rounds);
+    out["errors"] = json!(errors);
+    out["latency_p50_us"] = json!(p50);
+    out["latency_p99_us"] = json!((rounds > 0).then(|| lat.value_at_quantile(0.99)));
+    out["latency_max_us"] = json!((rounds > 0).then(|| lat.max()));
+    out["latency_mean_us"] = json!((rounds > 0).then(|| lat.mean()));
+    out["recorded_bytes_mean"] = json!(mean(bytes, rounds));
+    out["in_flight_mean"] = json!(mean(in_flight, rounds));
+    out["plain_msgs_per_s"] = json!(plain_rate);
+    out["plain_load"] = json!(plain_load);
+    out["wrapped_msgs_per_s"] = json!(wrapped_rate);
+    out["wrapper_ratio"] = json!(ratio(wrapped_rate, plain_rate).filter(|_| loaded));
+    out["snapshot_msgs_per_s"] = json!(snap_rate);
+    out["snapshot_throughput_ratio"] = json!(ratio(snap_rate, wrapped_rate).filter(|_| loaded));
+    out["snapshot_vs_plain_ratio"] = json!(ratio(snap_rate, plain_rate).filter(|_| loaded));
+    out["lower_bound_us"] = json!(bound_us.is_finite().then_some(bound_us));
+    out["latency_over_bound"] = json!(p50.and_then(|p| ratio(p as f64, bound_us)));
+    out["stw_rounds"] = json!(stw_rounds);
+    out["stw_pause_p50_us"] = json!((stw_rounds > 0).then(|| stw_pause.value_at_quantile(0.5)));
+    out["stw_pause_p99_us"] = json!((stw_rounds > 0).then(|| stw_pause.value_at_quantile(0.99)));
+    out["stw_pause_max_us"] = json!((stw_rounds > 0).then(|| stw_pause.max()));
+    out["stw_state_bytes_mean"] = json!(mean(stw_bytes, stw_rounds));
+    out["stw_msgs_per_s"] = json!(stw_rate);
+    out["stw_throughput_ratio"] = json!(ratio(stw_rate, plain_rate).filter(|_| loaded));
+    out
+}
+
+fn fmt_ms(v: &Value) -> String {
+    v.as_f64()
+        .map_or("-".into(), |us| format!("{:.2}", us / 1000.0))
+}
+
+fn fmt_ratio(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |r| format!("{r:.2}x"))
+}
+
+fn print_header() {
+    println!(
+        "{:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8}",
+        "configuration",
+        "rounds",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "bound ms",
+        "p50/bnd",
+        "in-flight",
+        "wrap/pln",
+        "snap/wr",
+        "stw ms",
+        "stw p99",
+        "stw/pln"
+    );
+}
+
+fn print_row(r: &Value) {
+    let name = r["name"].as_str().unwrap_or("?");
+    if let Some(s) = r["skipped"].as_str() {
+        println!("{name:<24} skipped: {s}");
+        return;
+    }
+    println!(
+        "{:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8}",
+        name,
+        r["rounds"],
+        fmt_ms(&r["latency_p50_us"]),
+        fmt_ms(&r["latency_p99_us"]),
+        fmt_ms(&r["latency_max_us"]),
+        fmt_ms(&r["lower_bound_us"]),
+        fmt_ratio(&r["latency_over_bound"]),
+        r["in_flight_mean"]
+            .as_f64()
+            .map_or("-".into(), |v| format!("{v:.0}")),
+        fmt_ratio(&r["wrapper_ratio"]),
+        fmt_ratio(&r["snapshot_throughput_ratio"]),
+        fmt_ms(&r["stw_pause_p50_us"]),
+        fmt_ms(&r["stw_pause_p99_us"]),
+        fmt_ratio(&r["stw_throughput_ratio"]),
+    );
+}
+
+/// Writes `body` to `path` through a temporary file, fsync and rename.
+fn write_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+const LOADS: [u64; 4] = [0, 1_000, 10_000, 100_000];
+
+/// p50 latency (ours) and stop-the-world pause against load, one panel per topology, one
+/// line per (actors, initiation, arbiters).
+fn plot(rows: &[Value], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (1500, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((1, 3));
+    let ran: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["rounds"].as_u64() > Some(0))
+        .collect();
+    let vals: Vec<f64> = ran
+        .iter()
+        .flat_map(|r| [&r["latency_p50_us"], &r["stw_pause_p50_us"]])
+        .filter_map(|v| v.as_f64())
+        .map(|us| us / 1000.0)
+        .collect();
+    let lo = vals
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .max(0.001)
+        / 2.0;
+    let hi = vals.iter().copied().fold(0.0, f64::max).max(lo * 10.0) * 2.0;
+    let palette = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+    ];
+    for (panel, topo) in panels.iter().zip(["ring", "mesh", "star"]) {
+        let mut chart = ChartBuilder::on(panel)
+            .caption(format!("{topo}: snapshot p50 vs load"), ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(-0.2f64..3.2f64, (lo..hi).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_labels(4)
+            .x_label_formatter(&|x| {
+                let i = x.round() as usize;
+                if (x - x.round()).abs() < 0.01 && i < LOADS.len() {
+                    format!("{}", LOADS[i])
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc("messages circulating")
+            .y_desc("ms (log)")
+            .draw()?;
+        let mut series: Vec<String> = ran
+            .iter()
+            .filter(|r| r["topology"] == topo)
+            .map(|r| {
+                format!(
+                    "{} actors, {}, a{}",
+                    r["actors"],
+                    r["initiation"].as_str().unwrap_or("?"),
+                    r["arbiters"]
+                )
+            })
+            .collect();
+        series.sort();
+        series.dedup();
+        for (k, label) in series.iter().enumerate() {
+            let color = palette[k % palette.len()];
+            let point = |field: &str| -> Vec<(f64, f64)> {
+                let mut pts: Vec<(f64, f64)> = ran
+                    .iter()
+                    .filter(|r| {
+                        r["topology"] == topo
+                            && format!(
+                                "{} actors, {}, a{}",
+                                r["actors"],
+                                r["initiation"].as_str().unwrap_or("?"),
+                                r["arbiters"]
+                            ) == *label
+                    })
+                    .filter_map(|r| {
+                        let i = LOADS.iter().position(|&l| Some(l) == r["load"].as_u64())?;
+                        Some((i as f64, r[field].as_f64()? / 1000.0))
+                    })
+                    .collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                pts
+            };
+            let ours = point("latency_p50_us");
+            let stw = point("stw_pause_p50_us");
+            chart
+                .draw_series(LineSeries::new(ours.clone(), color.stroke_width(2)))?
+                .label(format!("{label}: ours p50"))
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart.draw_series(ours.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    stw.clone(),
+                    6,
+                    4,
+                    color.stroke_width(1),
+                ))?
+                .label(format!("{label}: stop-the-world pause"))
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(1))
+                });
+            chart.draw_series(stw.iter().map(|&p| Cross::new(p, 4, color.stroke_width(1))))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 11))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `cargo test --benches` runs bench targets with `--test`: one tiny configuration.
+    let smoke = args.iter().any(|a| a == "--test");
+    let filter: Option<&String> = args.iter().find(|a| !a.starts_with("--"));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+
+    let (configs, windows) = if smoke {
+        let c = Config {
+            shape: Shape::Ring,
+            n: 10,
+            load: 100,
+            one_node: false,
+            arbiters: 1,
+        };
+        let w = Windows {
+            warmup: Duration::from_millis(20),
+            rate: Duration::from_millis(50),
+            periodic: Duration::from_millis(200),
+            min_rounds: 2,
+            max_periodic: Duration::from_secs(2),
+        };
+        (vec![c], w)
+    } else if quick {
+        (quick_matrix(cores), QUICK)
+    } else {
+        (full_matrix(cores), FULL)
+    };
+    let configs: Vec<Config> = configs
+        .into_iter()
+        .filter(|c| filter.is_none_or(|f| c.name().contains(f.as_str())))
+        .collect();
+
+    let out_dir =
+        PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
+            .join("bench-results");
+    println!(
+        "snapshot_latency: {} configurations ({} mode), {} cores; a snapshot every {} ms",
+        configs.len(),
+        if quick {
+            "quick"
+        } else if smoke {
+            "smoke"
+        } else {
+            "full"
+        },
+        cores,
+        PERIOD.as_millis()
+    );
+    print_header();
+    let started = Instant::now();
+    let rows: Vec<Value> = actix::System::new().block_on(async move {
+        let mut rows = Vec::new();
+        for cfg in configs {
+            let row = run(cfg, windows, quick).await;
+            print_row(&row);
+            let file = out_dir.join("latency").join(format!("{}.json", cfg.name()));
+            let body = serde_json::to_vec_pretty(&row).expect("json");
+            if let Err(e) = write_file(&file, &body) {
+                eprintln!("could not write {}: {e}", file.display());
+            }
+            rows.push(row);
+        }
+        rows
+    });
+    let out_dir =
+        PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
+            .join("bench-results");
+    let all = out_dir.join("snapshot_latency.json");
+    let body = serde_json::to_vec_pretty(&rows).expect("json");
+    match write_file(&all, &body) {
+        Ok(()) => println!("wrote {}", all.display()),
+        Err(e) => eprintln!("could not write {}: {e}", all.display()),
+    }
+    let svg = out_dir.join("latency.svg");
+    match plot(&rows, &svg) {
+        Ok(()) => println!("wrote {}", svg.display()),
+        Err(e) => eprintln!("could not plot {}: {e}", svg.display()),
+    }
+    println!("done in {:.1} s", started.elapsed().as_secs_f64());
+}

@@ -1,0 +1,352 @@
+//! What the wrapper costs: message throughput of plain actix against the same workload run
+//! through `SnapshotActor` + `Out<M>`, with no snapshot running and while channels are
+//! being recorded; and how fast a snapshot encodes and decodes.
+//!
+//! Run with `cargo bench --bench throughput` (add `-- --quick` for a shorter run). Besides
+//! criterion's own report, the bench prints each variant's throughput as a ratio against
+//! plain actix measured in the same run, and writes them to
+//! `$CARGO_TARGET_DIR/bench-results/throughput.json` (default `target/`).
+//!
+//! Workloads (see `benches/workload/mod.rs`; every variant of one workload runs the same
+//! actors' logic on one arbiter thread, the harness and the snapshot collector on the main
+//! thread):
+//!
+//! - `ring`: 8 actors in a ring, 64 tokens of 1,600 hops each (102,464 messages per
+//!   iteration). Variants: `plain_actix` (`Addr::do_send`), `wrapped_idle` (no snapshot),
+//!   `wrapped_continuous` (snapshots back to back, all-nodes initiation: a round is open
+//!   nearly all the time, so channels are recording while their markers are in the queues).
+//! - `fan_in`: 8 producers each send a burst of 12,800 messages to one sink (102,400 per
+//!   iteration). Variants: `plain_actix`, `wrapped_idle`, `wrapped_recording`: a round is
+//!   held open on purpose (one-node initiation at the sink, whose marker is held back by a
+//!   blocked node the producers can only be reached through), so the sink records *every*
+//!   message of the iteration; the recorded count is checked against the messages sent.
+//! - `snapshot_format`: `GlobalSnapshot::to_bytes` / `from_bytes` and the typed views
+//!   `states::<A>()` / `in_flight::<M>()` on a snapshot of a 100-actor ring with 10,000
+//!   tokens circulating.
+//!
+//! JSON fields (one object per variant): `bench`, `variant`, `messages`, `seconds`,
+//! `msgs_per_s`, `ratio_vs_plain` (this variant's msgs/s over `plain_actix` of the same
+//! workload), `rounds` (snapshot rounds completed while measuring), `recorded_msgs`
+//! (in-flight messages those rounds recorded).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use actix::SystemRunner;
+use actix_snapshot::{GlobalSnapshot, Initiation, SnapshotOptions};
+use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+
+mod workload;
+use workload::{Finish, Hold, PlainNet, SNode, Shape, SnapNet, Tok};
+
+const RING_N: usize = 8;
+const RING_TOKENS: u64 = 64;
+const RING_HOPS: u64 = 1_600;
+const RING_MSGS: u64 = RING_TOKENS * (RING_HOPS + 1);
+
+const FAN_PRODUCERS: usize = 8;
+const FAN_BURST: u64 = 12_800;
+const FAN_MSGS: u64 = FAN_PRODUCERS as u64 * FAN_BURST;
+
+#[derive(Default, Clone)]
+struct Tally {
+    messages: u64,
+    time: Duration,
+    rounds: u64,
+    recorded: u64,
+}
+
+static TALLY: Mutex<BTreeMap<(&'static str, &'static str), Tally>> = Mutex::new(BTreeMap::new());
+
+fn tally(bench: &'static str, variant: &'static str, f: impl FnOnce(&mut Tally)) {
+    let mut t = TALLY.lock().unwrap_or_else(PoisonError::into_inner);
+    f(t.entry((bench, variant)).or_default());
+}
+
+/// Runs `iters` iterations of `one` (which returns the time of its workload), tallies them.
+fn timed<F: FnMut() -> Duration>(
+    bench: &'static str,
+    variant: &'static str,
+    msgs: u64,
+    iters: u64,
+    mut one: F,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        total += one();
+    }
+    tally(bench, variant, |t| {
+        t.messages += msgs * iters;
+        t.time += total;
+    });
+    total
+}
+
+// The round / snapshot loop is spawned inside `block_on` and its handle awaited later,
+// while the timed workload runs: returning the handle from the async block is the point.
+#[allow(clippy::async_yields_async)]
+fn ring(g: &mut BenchmarkGroup<'_, WallTime>, sys: &SystemRunner) {
+    let finish = Arc::new(Finish::default());
+    let plain =
+        sys.block_on(async { PlainNet::start(Shape::Ring, RING_N, 1, finish.clone(), false) });
+    g.bench_function("plain_actix", |b| {
+        b.iter_custom(|iters| {
+            timed("ring", "plain_actix", RING_MSGS, iters, || {
+                sys.block_on(async {
+                    let t0 = Instant::now();
+                    let done = finish.arm(RING_TOKENS);
+                    plain.inject(RING_TOKENS, RING_HOPS);
+                    let _ = done.await;
+                    t0.elapsed()
+                })
+            })
+        })
+    });
+    plain.shutdown();
+
+    let net = sys.block_on(async { SnapNet::start(Shape::Ring, RING_N, 1, finish.clone(), false) });
+    let run = |net: &SnapNet| {
+        sys.block_on(async {
+            let t0 = Instant::now();
+            let done = finish.arm(RING_TOKENS);
+            net.inject(RING_TOKENS, RING_HOPS);
+            let _ = done.await;
+            t0.elapsed()
+        })
+    };
+    g.bench_function("wrapped_idle", |b| {
+        b.iter_custom(|iters| timed("ring", "wrapped_idle", RING_MSGS, iters, || run(&net)))
+    });
+    g.bench_function("wrapped_continuous", |b| {
+        b.iter_custom(|iters| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (rounds, recorded) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+            let looper = {
+                let (group, stop) = (net.group.clone(), Arc::clone(&stop));
+                let (rounds, recorded) = (Arc::clone(&rounds), Arc::clone(&recorded));
+                sys.block_on(async move {
+                    actix::spawn(async move {
+                        while !stop.load(Ordering::SeqCst) {
+                            if let Ok(s) = group.snapshot().await {
+                                rounds.fetch_add(1, Ordering::Relaxed);
+                                recorded.fetch_add(s.in_flight_count() as u64, Ordering::Relaxed);
+                            }
+                        }
+                    })
+                })
+            };
+            let t = timed("ring", "wrapped_continuous", RING_MSGS, iters, || run(&net));
+            stop.store(true, Ordering::SeqCst);
+            let _ = sys.block_on(looper);
+            tally("ring", "wrapped_continuous", |t| {
+                t.rounds += rounds.load(Ordering::Relaxed);
+                t.recorded += recorded.load(Ordering::Relaxed);
+            });
+            t
+        })
+    });
+    net.shutdown();
+}
+
+// The round / snapshot loop is spawned inside `block_on` and its handle awaited later,
+// while the timed workload runs: returning the handle from the async block is the point.
+#[allow(clippy::async_yields_async)]
+fn fan_in(g: &mut BenchmarkGroup<'_, WallTime>, sys: &SystemRunner) {
+    let finish = Arc::new(Finish::default());
+    let n = FAN_PRODUCERS + 1;
+    let plain = sys.block_on(async { PlainNet::start(Shape::FanIn, n, 1, finish.clone(), false) });
+    g.bench_function("plain_actix", |b| {
+        b.iter_custom(|iters| {
+            timed("fan_in", "plain_actix", FAN_MSGS, iters, || {
+                sys.block_on(async {
+                    let t0 = Instant::now();
+                    let done = finish.arm(FAN_MSGS);
+                    for a in &plain.addrs[1..] {
+                        a.do_send(workload::Burst { count: FAN_BURST });
+                    }
+                    let _ = done.await;
+                    t0.elapsed()
+                })
+            })
+        })
+    });
+    plain.shutdown();
+
+    let run = |net: &SnapNet| {
+        sys.block_on(async {
+            let t0 = Instant::now();
+            let done = finish.arm(FAN_MSGS);
+            for p in &net.bursts {
+                p.send(workload::Burst { count: FAN_BURST })
+                    .expect("producer runs");
+            }
+            let _ = done.await;
+            t0.elapsed()
+        })
+    };
+    let net = sys.block_on(async { SnapNet::start(Shape::FanIn, n, 1, finish.clone(), false) });
+    g.bench_function("wrapped_idle", |b| {
+        b.iter_custom(|iters| timed("fan_in", "wrapped_idle", FAN_MSGS, iters, || run(&net)))
+    });
+    net.shutdown();
+
+    let net = sys.block_on(async { SnapNet::start(Shape::FanIn, n, 1, finish.clone(), true) });
+    let hb = net.holdback.as_ref().expect("hold-back parts");
+    g.bench_function("wrapped_recording", |b| {
+        b.iter_custom(|iters| {
+            // Hold the blocker, open a round at the sink, wait until the sink recorded.
+            hb.gate.store(false, Ordering::SeqCst);
+            hb.sink_recorded.store(false, Ordering::SeqCst);
+            hb.hold.send(Hold).expect("blocker runs");
+            let opts = SnapshotOptions::default()
+                .initiation(Initiation::Node(hb.sink))
+                .timeout(Duration::from_secs(600));
+            let group = net.group.clone();
+            let round = sys.block_on(async move {
+                let h = actix::spawn(async move { group.snapshot_with(opts).await });
+                while !hb.sink_recorded.load(Ordering::SeqCst) {
+                    actix::clock::sleep(Duration::from_millis(1)).await;
+                }
+                h
+            });
+            let t = timed("fan_in", "wrapped_recording", FAN_MSGS, iters, || run(&net));
+            hb.gate.store(true, Ordering::SeqCst);
+            let snap = sys
+                .block_on(round)
+                .expect("round task")
+                .expect("held round completes once released");
+            let recorded = snap.in_flight_count() as u64;
+            assert_eq!(
+                recorded,
+                FAN_MSGS * iters,
+                "the held round must record every message sent while it was open"
+            );
+            tally("fan_in", "wrapped_recording", |t| {
+                t.rounds += 1;
+                t.recorded += recorded;
+            });
+            t
+        })
+    });
+    net.shutdown();
+}
+
+fn format(c: &mut Criterion, sys: &SystemRunner) {
+    let finish = Arc::new(Finish::default());
+    let snap: GlobalSnapshot = sys.block_on(async {
+        let net = SnapNet::start(Shape::Ring, 100, 1, finish, false);
+        net.inject(10_000, workload::FOREVER);
+        actix::clock::sleep(Duration::from_millis(100)).await;
+        let snap = net.group.snapshot().await.expect("snapshot of the ring");
+        net.shutdown();
+        snap
+    });
+    let bytes = snap.to_bytes();
+    println!(
+        "snapshot_format: {} nodes, {} channels, {} in-flight messages, {} bytes encoded",
+        snap.nodes.len(),
+        snap.channels.len(),
+        snap.in_flight_count(),
+        bytes.len()
+    );
+    let mut g = c.benchmark_group("snapshot_format");
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("to_bytes", |b| {
+        b.iter(|| std::hint::black_box(&snap).to_bytes())
+    });
+    g.bench_function("from_bytes", |b| {
+        b.iter(|| GlobalSnapshot::from_bytes(std::hint::black_box(&bytes)).expect("valid"))
+    });
+    g.bench_function("states_view", |b| {
+        b.iter(|| {
+            snap.states::<SNode>()
+                .expect("typed view")
+                .map(|s| s.handled)
+                .sum::<u64>()
+        })
+    });
+    g.bench_function("in_flight_view", |b| {
+        b.iter(|| {
+            snap.in_flight::<Tok>()
+                .expect("typed view")
+                .map(|t| t.id)
+                .sum::<u64>()
+        })
+    });
+    g.finish();
+}
+
+fn report() {
+    let t = TALLY.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    if t.is_empty() {
+        return;
+    }
+    let mut rows = Vec::new();
+    println!("\nthroughput against plain actix measured in this run:");
+    println!(
+        "{:<8} {:<20} {:>14} {:>10} {:>8} {:>14}",
+        "bench", "variant", "msgs/s", "ratio", "rounds", "recorded msgs"
+    );
+    for ((bench, variant), v) in &t {
+        let rate = v.messages as f64 / v.time.as_secs_f64().max(1e-12);
+        let plain = t
+            .get(&(bench, "plain_actix"))
+            .map(|p| p.messages as f64 / p.time.as_secs_f64().max(1e-12));
+        let ratio = plain.map(|p| rate / p);
+        println!(
+            "{:<8} {:<20} {:>14.0} {:>10} {:>8} {:>14}",
+            bench,
+            variant,
+            rate,
+            ratio.map_or("-".into(), |r| format!("{r:.3}x")),
+            v.rounds,
+            v.recorded
+        );
+        rows.push(serde_json::json!({
+            "bench": bench,
+            "variant": variant,
+            "messages": v.messages,
+            "seconds": v.time.as_secs_f64(),
+            "msgs_per_s": rate,
+            "ratio_vs_plain": ratio,
+            "rounds": v.rounds,
+            "recorded_msgs": v.recorded,
+        }));
+    }
+    let dir = std::path::PathBuf::from(
+        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()),
+    )
+    .join("bench-results");
+    let path = dir.join("throughput.json");
+    let body = serde_json::to_string_pretty(&rows).expect("json");
+    match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, body)) {
+        Ok(()) => println!("wrote {}", path.display()),
+        Err(e) => eprintln!("could not write {}: {e}", path.display()),
+    }
+}
+
+fn main() {
+    let sys = actix::System::new();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20)
+        .configure_from_args();
+    {
+        let mut g = c.benchmark_group("ring");
+        g.throughput(Throughput::Elements(RING_MSGS));
+        ring(&mut g, &sys);
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("fan_in");
+        g.throughput(Throughput::Elements(FAN_MSGS));
+        fan_in(&mut g, &sys);
+        g.finish();
+    }
+    format(&mut c, &sys);
+    c.final_summary();
+    report();
+}
