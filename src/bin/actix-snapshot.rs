@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use actix_snapshot::inspect::{Cli, run};
+use actix_snapshot::inspect::{Cli, InspectError, run};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -14,14 +14,13 @@ fn main() -> ExitCode {
     let result = run(&cli, &mut out).and_then(|()| out.flush().map_err(Into::into));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): stop quietly, like other command-line tools.
+        Err(InspectError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "actix-snapshot: error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                let _ = writeln!(err, "  caused by: {s}");
-                source = s.source();
-            }
+            // Every message already names its cause.
+            let _ = writeln!(std::io::stderr().lock(), "actix-snapshot: error: {e}");
             ExitCode::from(e.exit_code())
         }
     }
