@@ -479,10 +479,19 @@ impl FsStore {
         &self.dir
     }
 
+    /// Makes a rename or removal in the directory durable. Directories can be opened and
+    /// synced on Unix only; elsewhere this does nothing.
     fn sync_dir(&self) -> Result<(), CheckpointError> {
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(CheckpointError::io("fsync directory", &self.dir))
+        #[cfg(unix)]
+        {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(CheckpointError::io("fsync directory", &self.dir))
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(())
+        }
     }
 
     fn write_temp(&self, tmp: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
@@ -619,7 +628,8 @@ pub struct CheckpointConfig {
     pub timeout: Duration,
     /// Least time between the end of a round (completed or failed) and the next start.
     pub min_pause: Duration,
-    /// Rounds in progress at once, from start until written; at least 1.
+    /// Rounds in progress at once, from start until written; at least 1. Their snapshot
+    /// rounds overlap; their writes queue on the one writer thread.
     pub max_concurrent: usize,
     /// Failed rounds in a row that are tolerated; the next failure stops the coordinator
     /// with [`CheckpointError::TooManyFailures`]. 0 stops it at the first failure.

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_snapshot::checkpoint::{
-    CheckpointConfig, CheckpointError, CheckpointReport, CheckpointStore, Checkpointer, FsStore,
-    file_name,
+    CheckpointConfig, CheckpointEntry, CheckpointError, CheckpointReport, CheckpointStore,
+    Checkpointer, FsStore, file_name,
 };
 use actix_snapshot::{SnapshotError, SnapshotGroup};
 use common::*;
@@ -275,4 +275,68 @@ async fn bad_configurations_are_refused() {
         assert!(matches!(r, Err(CheckpointError::Config(_))), "{cfg:?}");
     }
     net.group.shutdown();
+}
+
+/// A store that takes its time to write: wraps a [`FsStore`].
+struct SlowStore(FsStore, Duration);
+
+impl CheckpointStore for SlowStore {
+    fn save(&self, id: u64, bytes: &[u8]) -> Result<CheckpointEntry, CheckpointError> {
+        std::thread::sleep(self.1);
+        self.0.save(id, bytes)
+    }
+    fn list(&self) -> Result<Vec<CheckpointEntry>, CheckpointError> {
+        self.0.list()
+    }
+    fn read(&self, id: u64) -> Result<Vec<u8>, CheckpointError> {
+        self.0.read(id)
+    }
+    fn delete(&self, id: u64) -> Result<(), CheckpointError> {
+        self.0.delete(id)
+    }
+    fn location(&self) -> &std::path::Path {
+        self.0.location()
+    }
+    fn path_of(&self, id: u64) -> std::path::PathBuf {
+        self.0.path_of(id)
+    }
+}
+
+/// Most rounds seen in progress at once while checkpointing into a slow store.
+async fn peak_concurrency(max_concurrent: usize) -> u64 {
+    let net = start(2, &ring(2), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SlowStore(
+        FsStore::create(dir.path()).unwrap(),
+        Duration::from_millis(40),
+    );
+    let handle = Checkpointer::new(
+        net.group.clone(),
+        store,
+        CheckpointConfig::default()
+            .interval(Duration::from_millis(5))
+            .max_concurrent(max_concurrent)
+            .retain(50),
+    )
+    .start()
+    .unwrap();
+    let mut peak = 0;
+    let until = Instant::now() + Duration::from_millis(400);
+    while Instant::now() < until {
+        let st = handle.stats();
+        peak = peak.max(st.started - st.completed - st.failed);
+        actix::clock::sleep(Duration::from_millis(2)).await;
+    }
+    let stats = handle.stop_and_join().await.unwrap();
+    net.group.shutdown();
+    assert_eq!(stats.failed, 0);
+    assert!(stats.completed >= 3, "{stats:?}");
+    peak
+}
+
+#[actix::test]
+async fn max_concurrent_bounds_the_rounds_in_progress() {
+    assert_eq!(peak_concurrency(1).await, 1);
+    let peak = peak_concurrency(3).await;
+    assert!(peak > 1 && peak <= 3, "peak {peak}");
 }

@@ -128,7 +128,7 @@ async fn quiescent_round_trip_gives_identical_states_and_channels() {
     flood(&pay, 200);
     // Wait until nothing is in flight and every payment was handled.
     let mut snap = group.snapshot().await.unwrap();
-    for _ in 0..200 {
+    for _ in 0..1000 {
         let all_paid = (0..N).all(|i| snap.ingress_offset(&format!("pay{i}")).unwrap() == 200);
         if all_paid && snap.in_flight_count() == 0 {
             break;
