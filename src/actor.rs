@@ -298,10 +298,15 @@ where
                     tracing::warn!(node = %self.meta.name, slot, seq,
                         expected = self.core.delivered(slot as usize), "message out of order");
                 }
+                // Only a recorded channel can produce an action (a failed encoding): with
+                // no snapshot running, skip the action queue.
+                let recording = self.core.is_recording(slot as usize);
                 self.core.on_message(slot as usize, || {
                     rmp_serde::to_vec_named(&msg).map_err(|e| e.to_string())
                 });
-                self.drain();
+                if recording {
+                    self.drain();
+                }
                 self.deliver(msg, ctx);
             }
             WireKind::Marker { slot, round, sent } => {
