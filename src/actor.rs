@@ -181,6 +181,9 @@ impl actix::Message for Control {
     type Result = ();
 }
 
+/// Initial capacity of the buffer a recorded message is encoded into.
+const ENCODE_HINT: usize = 32;
+
 /// The actix actor a group runs for each node: the user's actor `A` plus the node's
 /// protocol state. Users meet it only as the type behind [`SnapCtx::actix`].
 pub struct SnapshotActor<A: Snapshottable> {
@@ -302,7 +305,11 @@ where
                 // no snapshot running, skip the action queue.
                 let recording = self.core.is_recording(slot as usize);
                 self.core.on_message(slot as usize, || {
-                    rmp_serde::to_vec_named(&msg).map_err(|e| e.to_string())
+                    // Sized up front: growing from empty costs two or three reallocations
+                    // per recorded message.
+                    let mut buf = Vec::with_capacity(ENCODE_HINT.max(2 * size_of::<M>()));
+                    rmp_serde::encode::write_named(&mut buf, &msg).map_err(|e| e.to_string())?;
+                    Ok(buf)
                 });
                 if recording {
                     self.drain();

@@ -303,11 +303,19 @@ impl<S, P: Clone> NodeCore<S, P> {
         }
         match encode() {
             Ok(p) => {
-                for round in self.rounds.values_mut() {
-                    let ch = &mut round.channels[c];
-                    if ch.marker.is_none() {
-                        ch.messages.push(p.clone());
+                // Usually one round records `c`: it gets `p` itself, only earlier ones a copy.
+                let mut open = self
+                    .rounds
+                    .values_mut()
+                    .map(|round| &mut round.channels[c])
+                    .filter(|ch| ch.marker.is_none())
+                    .peekable();
+                while let Some(ch) = open.next() {
+                    if open.peek().is_none() {
+                        ch.messages.push(p);
+                        break;
                     }
+                    ch.messages.push(p.clone());
                 }
             }
             Err(reason) => {
