@@ -128,22 +128,26 @@ struct Windows {
     periodic: Duration,
     min_rounds: u64,
     max_periodic: Duration,
+    /// Plain and ours take turns this many times.
+    reps: u32,
 }
 
 const QUICK: Windows = Windows {
-    warmup: Duration::from_millis(150),
-    rate: Duration::from_millis(300),
-    periodic: Duration::from_millis(800),
-    min_rounds: 5,
-    max_periodic: Duration::from_secs(4),
+    warmup: Duration::from_millis(100),
+    rate: Duration::from_millis(250),
+    periodic: Duration::from_millis(500),
+    min_rounds: 3,
+    max_periodic: Duration::from_secs(2),
+    reps: 2,
 };
 
 const FULL: Windows = Windows {
-    warmup: Duration::from_millis(300),
-    rate: Duration::from_secs(1),
-    periodic: Duration::from_secs(3),
-    min_rounds: 20,
-    max_periodic: Duration::from_secs(20),
+    warmup: Duration::from_millis(200),
+    rate: Duration::from_millis(700),
+    periodic: Duration::from_millis(1500),
+    min_rounds: 10,
+    max_periodic: Duration::from_secs(10),
+    reps: 3,
 };
 
 fn quick_matrix(cores: usize) -> Vec<Config> {
@@ -207,11 +211,71 @@ fn us(d: Duration) -> u64 {
     d.as_micros().max(1) as u64
 }
 
-/// Messages per second handled by `handled` over `window`.
-async fn rate(handled: impl Fn() -> u64, window: Duration) -> f64 {
-    let (c0, t0) = (handled(), Instant::now());
-    sleep(window).await;
-    (handled() - c0) as f64 / t0.elapsed().as_secs_f64()
+/// CPU time used so far by all threads of this process (Linux `schedstat`), if readable.
+fn cpu_now() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread may exit between listing and reading: skip it.
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// Messages handled, wall time and CPU time of one or more measurement windows.
+#[derive(Debug, Default, Clone, Copy)]
+struct Acc {
+    msgs: u64,
+    wall: Duration,
+    cpu: Option<Duration>,
+}
+
+impl Acc {
+    fn start(handled: &impl Fn() -> u64) -> (u64, Instant, Option<Duration>) {
+        (handled(), Instant::now(), cpu_now())
+    }
+
+    fn since(handled: &impl Fn() -> u64, (c0, t0, cpu0): (u64, Instant, Option<Duration>)) -> Acc {
+        let cpu = cpu0.zip(cpu_now()).map(|(a, b)| b.saturating_sub(a));
+        Acc {
+            msgs: handled() - c0,
+            wall: t0.elapsed(),
+            cpu,
+        }
+    }
+
+    fn add(&mut self, o: Acc) {
+        self.cpu = if self.wall.is_zero() {
+            o.cpu
+        } else {
+            self.cpu.zip(o.cpu).map(|(a, b)| a + b)
+        };
+        self.msgs += o.msgs;
+        self.wall += o.wall;
+    }
+
+    /// Messages per wall-clock second.
+    fn rate(&self) -> f64 {
+        self.msgs as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// Messages per CPU second of this process: robust to other tenants of the machine,
+    /// blind to idle time.
+    fn cpu_rate(&self) -> Option<f64> {
+        self.cpu
+            .filter(|c| !c.is_zero())
+            .map(|c| self.msgs as f64 / c.as_secs_f64())
+    }
+}
+
+/// Messages handled by `handled` over `dur`.
+async fn window(handled: impl Fn() -> u64, dur: Duration) -> Acc {
+    let s = Acc::start(&handled);
+    sleep(dur).await;
+    Acc::since(&handled, s)
 }
 
 fn ratio(a: f64, b: f64) -> Option<f64> {
@@ -219,13 +283,14 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
 }
 
 /// Runs `step` every [`PERIOD`] for the periodic window (at least `min_rounds`, at most
-/// `max_periodic`); returns the throughput over the phase and what each step returned.
-async fn periodic<T, F, Fut>(w: Windows, handled: impl Fn() -> u64, step: F) -> (f64, Vec<T>)
+/// `max_periodic`); returns what was handled over the phase and what each step returned.
+async fn periodic<T, F, Fut>(w: Windows, handled: impl Fn() -> u64, step: F) -> (Acc, Vec<T>)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = T>,
 {
-    let (c0, t0) = (handled(), Instant::now());
+    let s = Acc::start(&handled);
+    let t0 = s.1;
     let mut next = t0;
     let mut results = Vec::new();
     loop {
@@ -240,8 +305,7 @@ where
         next = Instant::now().max(next) + PERIOD;
         results.push(step().await);
     }
-    let rate = (handled() - c0) as f64 / t0.elapsed().as_secs_f64();
-    (rate, results)
+    (Acc::since(&handled, s), results)
 }
 
 async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
@@ -263,44 +327,15 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
         return out;
     }
     let finish = Arc::new(Finish::default());
-
-    // 1. Plain actix throughput.
     let plain_load = cfg.load.max(RATE_LOAD);
     let plain = PlainNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), true);
     plain.inject(plain_load, FOREVER);
-    sleep(w.warmup).await;
-    let plain_rate = rate(|| plain.handled(), w.rate).await;
-
-    // 2. Stop-the-world every PERIOD, on plain actix with `load` tokens.
-    let plain = if plain_load == cfg.load {
-        plain
-    } else {
-        plain.shutdown();
-        let p = PlainNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), true);
-        p.inject(cfg.load, FOREVER);
-        sleep(w.warmup).await;
-        p
-    };
-    let p = &plain;
-    let (stw_rate, stw) = periodic(
-        w,
-        || plain.handled(),
-        move || async move { p.stop_the_world(cfg.load).await },
-    )
-    .await;
-    let mut stw_pause = hist();
-    for (pause, _) in &stw {
-        stw_pause.record(us(*pause)).expect("histogram grows");
-    }
-    let stw_rounds = stw.len() as u64;
-    let stw_bytes: usize = stw.iter().map(|(_, b)| b).sum();
-    plain.shutdown();
-
-    // 3. Ours: no snapshot, then a snapshot every PERIOD.
-    let net = SnapNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), false);
+    // At load 0 the stop-the-world baseline runs on its own idle actors.
+    let idle_plain = (plain_load != cfg.load)
+        .then(|| PlainNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), true));
+    let net = SnapNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), false, true);
     net.inject(cfg.load, FOREVER);
-    sleep(w.warmup).await;
-    let wrapped_rate = rate(|| net.handled(), w.rate).await;
+    net.hold(cfg.load).await;
     let initiation = if cfg.one_node {
         Initiation::Node(NodeId(0))
     } else {
@@ -309,18 +344,68 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
     let opts = SnapshotOptions::default()
         .initiation(initiation)
         .timeout(ROUND_TIMEOUT);
-    let g = &net.group;
-    let (snap_rate, results) = periodic(
-        w,
-        || net.handled(),
-        move || async move {
-            let t0 = Instant::now();
-            g.snapshot_with(opts)
-                .await
-                .map(|s| (t0.elapsed(), s.payload_bytes(), s.in_flight_count()))
-        },
-    )
-    .await;
+
+    let (mut plain_acc, mut stw_acc, mut wrapped_acc, mut snap_acc) = (
+        Acc::default(),
+        Acc::default(),
+        Acc::default(),
+        Acc::default(),
+    );
+    let mut stw = Vec::new();
+    let mut results = Vec::new();
+    // Plain and ours take turns, `reps` times; the one not measured has its tokens parked.
+    for rep in 0..w.reps {
+        // Plain actix: throughput, then stop-the-world every PERIOD.
+        sleep(w.warmup).await;
+        plain_acc.add(window(|| plain.handled(), w.rate).await);
+        let stw_net = idle_plain.as_ref().unwrap_or(&plain);
+        let (acc, mut r) = periodic(
+            w,
+            || plain.handled(),
+            move || async move { stw_net.stop_the_world(cfg.load).await },
+        )
+        .await;
+        stw_acc.add(acc);
+        stw.append(&mut r);
+        plain.hold(plain_load).await;
+
+        // Ours: throughput without snapshots, then a snapshot every PERIOD.
+        net.release();
+        sleep(w.warmup).await;
+        wrapped_acc.add(window(|| net.handled(), w.rate).await);
+        let g = &net.group;
+        let (acc, mut r) = periodic(
+            w,
+            || net.handled(),
+            move || async move {
+                let t0 = Instant::now();
+                g.snapshot_with(opts)
+                    .await
+                    .map(|s| (t0.elapsed(), s.payload_bytes(), s.in_flight_count()))
+            },
+        )
+        .await;
+        snap_acc.add(acc);
+        results.append(&mut r);
+        net.hold(cfg.load).await;
+        if rep + 1 < w.reps {
+            plain.release().await;
+        }
+    }
+    plain.shutdown();
+    if let Some(p) = idle_plain {
+        p.shutdown();
+    }
+    net.shutdown();
+    // Let the stopped arbiters' threads wind down before the next configuration.
+    sleep(Duration::from_millis(50)).await;
+
+    let mut stw_pause = hist();
+    for (pause, _) in &stw {
+        stw_pause.record(us(*pause)).expect("histogram grows");
+    }
+    let stw_rounds = stw.len() as u64;
+    let stw_bytes: usize = stw.iter().map(|(_, b)| b).sum();
     let mut lat = hist();
     let (mut bytes, mut in_flight, mut errors) = (0usize, 0usize, 0u64);
     for r in results {
@@ -336,10 +421,10 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
             }
         }
     }
-    net.shutdown();
-    // Let the stopped arbiters' threads wind down before the next configuration.
-    sleep(Duration::from_millis(50)).await;
-
+    let plain_rate = plain_acc.rate();
+    let wrapped_rate = wrapped_acc.rate();
+    let snap_rate = snap_acc.rate();
+    let stw_rate = stw_acc.rate();
     let rounds = lat.len();
     let mean = |total: usize, n: u64| (n > 0).then(|| total as f64 / n as f64);
     let loaded = cfg.load > 0;
@@ -369,6 +454,15 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
     out["stw_state_bytes_mean"] = json!(mean(stw_bytes, stw_rounds));
     out["stw_msgs_per_s"] = json!(stw_rate);
     out["stw_throughput_ratio"] = json!(ratio(stw_rate, plain_rate).filter(|_| loaded));
+    let cpu = |a: &Acc| a.cpu_rate().filter(|_| loaded);
+    out["plain_msgs_per_cpu_s"] = json!(plain_acc.cpu_rate());
+    out["wrapped_msgs_per_cpu_s"] = json!(cpu(&wrapped_acc));
+    out["snapshot_msgs_per_cpu_s"] = json!(cpu(&snap_acc));
+    out["stw_msgs_per_cpu_s"] = json!(cpu(&stw_acc));
+    let cpu_ratio = |a: &Acc, b: &Acc| cpu(a).zip(cpu(b)).and_then(|(x, y)| ratio(x, y));
+    out["wrapper_ratio_cpu"] = json!(cpu_ratio(&wrapped_acc, &plain_acc));
+    out["snapshot_throughput_ratio_cpu"] = json!(cpu_ratio(&snap_acc, &wrapped_acc));
+    out["stw_throughput_ratio_cpu"] = json!(cpu_ratio(&stw_acc, &plain_acc));
     out
 }
 
@@ -381,23 +475,43 @@ fn fmt_ratio(v: &Value) -> String {
     v.as_f64().map_or("-".into(), |r| format!("{r:.2}x"))
 }
 
+const COLUMNS: [(&str, usize); 16] = [
+    ("configuration", 24),
+    ("rounds", 6),
+    ("p50 ms", 8),
+    ("p99 ms", 8),
+    ("max ms", 8),
+    ("bound ms", 8),
+    ("p50/bnd", 8),
+    ("inflight", 8),
+    ("KB", 7),
+    ("wrap/pl", 7),
+    ("cpu", 6),
+    ("snap/wr", 7),
+    ("cpu", 6),
+    ("stw p50", 8),
+    ("stw p99", 8),
+    ("stw/pl", 6),
+];
+
+fn print_cells(cells: &[String]) {
+    let line: Vec<String> = cells
+        .iter()
+        .zip(COLUMNS)
+        .enumerate()
+        .map(|(i, (c, (_, w)))| {
+            if i == 0 {
+                format!("{c:<w$}")
+            } else {
+                format!("{c:>w$}")
+            }
+        })
+        .collect();
+    println!("{}", line.join(" "));
+}
+
 fn print_header() {
-    println!(
-        "{:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8}",
-        "configuration",
-        "rounds",
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-        "bound ms",
-        "p50/bnd",
-        "in-flight",
-        "wrap/pln",
-        "snap/wr",
-        "stw ms",
-        "stw p99",
-        "stw/pln"
-    );
+    print_cells(&COLUMNS.map(|(h, _)| h.to_string()));
 }
 
 fn print_row(r: &Value) {
@@ -406,24 +520,25 @@ fn print_row(r: &Value) {
         println!("{name:<24} skipped: {s}");
         return;
     }
-    println!(
-        "{:<24} {:>6} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8}",
-        name,
-        r["rounds"],
+    let num = |v: &Value, div: f64| v.as_f64().map_or("-".into(), |x| format!("{:.0}", x / div));
+    print_cells(&[
+        name.to_string(),
+        r["rounds"].to_string(),
         fmt_ms(&r["latency_p50_us"]),
         fmt_ms(&r["latency_p99_us"]),
         fmt_ms(&r["latency_max_us"]),
         fmt_ms(&r["lower_bound_us"]),
         fmt_ratio(&r["latency_over_bound"]),
-        r["in_flight_mean"]
-            .as_f64()
-            .map_or("-".into(), |v| format!("{v:.0}")),
+        num(&r["in_flight_mean"], 1.0),
+        num(&r["recorded_bytes_mean"], 1000.0),
         fmt_ratio(&r["wrapper_ratio"]),
+        fmt_ratio(&r["wrapper_ratio_cpu"]),
         fmt_ratio(&r["snapshot_throughput_ratio"]),
+        fmt_ratio(&r["snapshot_throughput_ratio_cpu"]),
         fmt_ms(&r["stw_pause_p50_us"]),
         fmt_ms(&r["stw_pause_p99_us"]),
         fmt_ratio(&r["stw_throughput_ratio"]),
-    );
+    ]);
 }
 
 /// Writes `body` to `path` through a temporary file, fsync and rename.
@@ -590,6 +705,7 @@ fn main() {
             periodic: Duration::from_millis(200),
             min_rounds: 2,
             max_periodic: Duration::from_secs(2),
+            reps: 1,
         };
         (vec![c], w)
     } else if quick {

@@ -8,14 +8,16 @@
 //! `$CARGO_TARGET_DIR/bench-results/throughput.json` (default `target/`).
 //!
 //! Workloads (see `benches/workload/mod.rs`; every variant of one workload runs the same
-//! actors' logic on one arbiter thread, the harness and the snapshot collector on the main
-//! thread):
+//! actors' logic on the same number of arbiter threads, the harness and the snapshot
+//! collector on the main thread):
 //!
-//! - `ring`: 8 actors in a ring, 64 tokens of 1,600 hops each (102,464 messages per
-//!   iteration). Variants: `plain_actix` (`Addr::do_send`), `wrapped_idle` (no snapshot),
-//!   `wrapped_continuous` (snapshots back to back, all-nodes initiation: a round is open
-//!   nearly all the time, so channels are recording while their markers are in the queues).
-//! - `fan_in`: 8 producers each send a burst of 12,800 messages to one sink (102,400 per
+//! - `ring8_a1`, `ring100_a1`, `ring100_a2`: actors in a ring on one or two arbiters; 8
+//!   actors with 64 tokens of 1,600 hops (102,464 messages per iteration), or 100 actors with
+//!   1,000 tokens of 100 hops (101,000). Variants: `plain_actix` (`Addr::do_send`),
+//!   `wrapped_idle` (no snapshot), `wrapped_continuous` (snapshots back to back, all-nodes
+//!   initiation: a round is open nearly all the time, so channels are recording while their
+//!   markers are in the queues).
+//! - `fan_in` (one arbiter): 8 producers each send a burst of 12,800 messages to one sink (102,400 per
 //!   iteration). Variants: `plain_actix`, `wrapped_idle`, `wrapped_recording`: a round is
 //!   held open on purpose (one-node initiation at the sink, whose marker is held back by a
 //!   blocked node the producers can only be reached through), so the sink records *every*
@@ -41,10 +43,45 @@ use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 mod workload;
 use workload::{Finish, Hold, PlainNet, SNode, Shape, SnapNet, Tok};
 
-const RING_N: usize = 8;
-const RING_TOKENS: u64 = 64;
-const RING_HOPS: u64 = 1_600;
-const RING_MSGS: u64 = RING_TOKENS * (RING_HOPS + 1);
+/// A ring workload: actors, tokens, hops per token, arbiters, criterion group name.
+#[derive(Clone, Copy)]
+struct RingSpec {
+    n: usize,
+    tokens: u64,
+    hops: u64,
+    arbiters: usize,
+    name: &'static str,
+}
+
+impl RingSpec {
+    fn msgs(&self) -> u64 {
+        self.tokens * (self.hops + 1)
+    }
+}
+
+const RINGS: [RingSpec; 3] = [
+    RingSpec {
+        n: 8,
+        tokens: 64,
+        hops: 1_600,
+        arbiters: 1,
+        name: "ring8_a1",
+    },
+    RingSpec {
+        n: 100,
+        tokens: 1_000,
+        hops: 100,
+        arbiters: 1,
+        name: "ring100_a1",
+    },
+    RingSpec {
+        n: 100,
+        tokens: 1_000,
+        hops: 100,
+        arbiters: 2,
+        name: "ring100_a2",
+    },
+];
 
 const FAN_PRODUCERS: usize = 8;
 const FAN_BURST: u64 = 12_800;
@@ -87,17 +124,19 @@ fn timed<F: FnMut() -> Duration>(
 // The round / snapshot loop is spawned inside `block_on` and its handle awaited later,
 // while the timed workload runs: returning the handle from the async block is the point.
 #[allow(clippy::async_yields_async)]
-fn ring(g: &mut BenchmarkGroup<'_, WallTime>, sys: &SystemRunner) {
+fn ring(g: &mut BenchmarkGroup<'_, WallTime>, sys: &SystemRunner, spec: RingSpec) {
+    let (bench, msgs) = (spec.name, spec.msgs());
     let finish = Arc::new(Finish::default());
-    let plain =
-        sys.block_on(async { PlainNet::start(Shape::Ring, RING_N, 1, finish.clone(), false) });
+    let plain = sys.block_on(async {
+        PlainNet::start(Shape::Ring, spec.n, spec.arbiters, finish.clone(), false)
+    });
     g.bench_function("plain_actix", |b| {
         b.iter_custom(|iters| {
-            timed("ring", "plain_actix", RING_MSGS, iters, || {
+            timed(bench, "plain_actix", msgs, iters, || {
                 sys.block_on(async {
                     let t0 = Instant::now();
-                    let done = finish.arm(RING_TOKENS);
-                    plain.inject(RING_TOKENS, RING_HOPS);
+                    let done = finish.arm(spec.tokens);
+                    plain.inject(spec.tokens, spec.hops);
                     let _ = done.await;
                     t0.elapsed()
                 })
@@ -106,18 +145,27 @@ fn ring(g: &mut BenchmarkGroup<'_, WallTime>, sys: &SystemRunner) {
     });
     plain.shutdown();
 
-    let net = sys.block_on(async { SnapNet::start(Shape::Ring, RING_N, 1, finish.clone(), false) });
+    let net = sys.block_on(async {
+        SnapNet::start(
+            Shape::Ring,
+            spec.n,
+            spec.arbiters,
+            finish.clone(),
+            false,
+            false,
+        )
+    });
     let run = |net: &SnapNet| {
         sys.block_on(async {
             let t0 = Instant::now();
-            let done = finish.arm(RING_TOKENS);
-            net.inject(RING_TOKENS, RING_HOPS);
+            let done = finish.arm(spec.tokens);
+            net.inject(spec.tokens, spec.hops);
             let _ = done.await;
             t0.elapsed()
         })
     };
     g.bench_function("wrapped_idle", |b| {
-        b.iter_custom(|iters| timed("ring", "wrapped_idle", RING_MSGS, iters, || run(&net)))
+        b.iter_custom(|iters| timed(bench, "wrapped_idle", msgs, iters, || run(&net)))
     });
     g.bench_function("wrapped_continuous", |b| {
         b.iter_custom(|iters| {
@@ -137,10 +185,10 @@ fn ring(g: &mut BenchmarkGroup<'_, WallTime>, sys: &SystemRunner) {
                     })
                 })
             };
-            let t = timed("ring", "wrapped_continuous", RING_MSGS, iters, || run(&net));
+            let t = timed(bench, "wrapped_continuous", msgs, iters, || run(&net));
             stop.store(true, Ordering::SeqCst);
             let _ = sys.block_on(looper);
-            tally("ring", "wrapped_continuous", |t| {
+            tally(bench, "wrapped_continuous", |t| {
                 t.rounds += rounds.load(Ordering::Relaxed);
                 t.recorded += recorded.load(Ordering::Relaxed);
             });
@@ -186,13 +234,15 @@ fn fan_in(g: &mut BenchmarkGroup<'_, WallTime>, sys: &SystemRunner) {
             t0.elapsed()
         })
     };
-    let net = sys.block_on(async { SnapNet::start(Shape::FanIn, n, 1, finish.clone(), false) });
+    let net =
+        sys.block_on(async { SnapNet::start(Shape::FanIn, n, 1, finish.clone(), false, false) });
     g.bench_function("wrapped_idle", |b| {
         b.iter_custom(|iters| timed("fan_in", "wrapped_idle", FAN_MSGS, iters, || run(&net)))
     });
     net.shutdown();
 
-    let net = sys.block_on(async { SnapNet::start(Shape::FanIn, n, 1, finish.clone(), true) });
+    let net =
+        sys.block_on(async { SnapNet::start(Shape::FanIn, n, 1, finish.clone(), true, false) });
     let hb = net.holdback.as_ref().expect("hold-back parts");
     g.bench_function("wrapped_recording", |b| {
         b.iter_custom(|iters| {
@@ -236,7 +286,7 @@ fn fan_in(g: &mut BenchmarkGroup<'_, WallTime>, sys: &SystemRunner) {
 fn format(c: &mut Criterion, sys: &SystemRunner) {
     let finish = Arc::new(Finish::default());
     let snap: GlobalSnapshot = sys.block_on(async {
-        let net = SnapNet::start(Shape::Ring, 100, 1, finish, false);
+        let net = SnapNet::start(Shape::Ring, 100, 1, finish, false, false);
         net.inject(10_000, workload::FOREVER);
         actix::clock::sleep(Duration::from_millis(100)).await;
         let snap = net.group.snapshot().await.expect("snapshot of the ring");
@@ -335,10 +385,12 @@ fn main() {
         .sample_size(20)
         .configure_from_args();
     {
-        let mut g = c.benchmark_group("ring");
-        g.throughput(Throughput::Elements(RING_MSGS));
-        ring(&mut g, &sys);
-        g.finish();
+        for spec in RINGS {
+            let mut g = c.benchmark_group(spec.name);
+            g.throughput(Throughput::Elements(spec.msgs()));
+            ring(&mut g, &sys, spec);
+            g.finish();
+        }
     }
     {
         let mut g = c.benchmark_group("fan_in");

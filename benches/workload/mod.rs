@@ -189,6 +189,9 @@ pub struct SNode {
     recorded: Option<Arc<AtomicBool>>,
     /// Gate a [`Hold`] waits on.
     gate: Option<Arc<AtomicBool>>,
+    /// Parking switch (see [`Stw`]); tokens with id [`RESUME_ID`] flush the parked ones.
+    stw: Option<Arc<Stw>>,
+    parked: Vec<Tok>,
 }
 
 impl Snapshottable for SNode {
@@ -207,6 +210,23 @@ impl Snapshottable for SNode {
 impl Receive<Tok> for SNode {
     #[inline]
     fn receive(&mut self, tok: Tok, _ctx: &mut SnapCtx<Self>) {
+        if let Some(stw) = &self.stw {
+            if tok.id == RESUME_ID {
+                let parked = std::mem::take(&mut self.parked);
+                stw.unparked(parked.len());
+                for tok in parked {
+                    if let Some((k, t)) = self.router.step(tok, self.outs.len()) {
+                        self.outs[k].send(t);
+                    }
+                }
+                return;
+            }
+            if stw.paused() {
+                self.parked.push(tok);
+                stw.park_one();
+                return;
+            }
+        }
         if let Some((k, t)) = self.router.step(tok, self.outs.len()) {
             self.outs[k].send(t);
         }
@@ -248,6 +268,7 @@ pub struct SnapNet {
     /// Hold-back parts, when asked for: the blocker's ingress, its gate, the sink's
     /// "recorded" flag, and the sink's id (the round's initiator).
     pub holdback: Option<Holdback>,
+    stw: Arc<Stw>,
 }
 
 /// The parts of a fan-in group that hold a round open (see [`SnapNet::start`]).
@@ -271,14 +292,19 @@ impl SnapNet {
     /// round initiated at the sink then records the sink, whose marker stops at the blocker
     /// while the blocker is held ([`Hold`]): the producers cannot record, so the sink
     /// records every message on its incoming channels until the gate opens.
+    ///
+    /// With `pausable` the nodes can park their tokens ([`SnapNet::hold`]) so that the
+    /// harness can measure another set of actors on an idle machine.
     pub fn start(
         shape: Shape,
         n: usize,
         arbiters: usize,
         finish: Arc<Finish>,
         holdback: bool,
+        pausable: bool,
     ) -> SnapNet {
         let arbiters = arbiters.max(1);
+        let stw_ctl = Arc::new(Stw::default());
         let mut b = GroupBuilder::new();
         b.arbiters(arbiters + usize::from(holdback));
         let nodes: Vec<NodeRef<SNode>> = (0..n)
@@ -318,6 +344,8 @@ impl SnapNet {
                 router: Router::new(Arc::new(AtomicU64::new(0)), f),
                 recorded: None,
                 gate: Some(g),
+                stw: None,
+                parked: Vec::new(),
             });
             Some(Holdback {
                 hold,
@@ -336,11 +364,14 @@ impl SnapNet {
                 .as_ref()
                 .filter(|_| i == 0)
                 .map(|h| Arc::clone(&h.sink_recorded));
+            let stw = pausable.then(|| Arc::clone(&stw_ctl));
             b.actor(*node, move |_| SNode {
                 outs,
                 router: Router::new(handled, f),
                 recorded,
                 gate: None,
+                stw,
+                parked: Vec::new(),
             });
         }
         let group = b.start().expect("bench topology is valid");
@@ -351,6 +382,24 @@ impl SnapNet {
             counters,
             channels: shape.channels(n),
             holdback: hb,
+            stw: stw_ctl,
+        }
+    }
+
+    /// Parks every one of the `load` tokens (needs `pausable` and a token ingress per node):
+    /// the actors go idle. Application-level, like [`PlainNet::hold`].
+    pub async fn hold(&self, load: u64) {
+        self.stw.hold(load).await;
+    }
+
+    /// Resumes forwarding: each node gets a [`RESUME_ID`] token through its ingress.
+    pub fn release(&self) {
+        self.stw.paused.store(false, Ordering::SeqCst);
+        for t in &self.toks {
+            let _ = t.send(Tok {
+                id: RESUME_ID,
+                hops: 0,
+            });
         }
     }
 
@@ -378,10 +427,12 @@ impl SnapNet {
     }
 }
 
-/// Shared switch of the stop-the-world baseline.
+/// Shared switch that parks every token (the stop-the-world baseline, and the harness's way
+/// to idle one set of actors while it measures another).
 #[derive(Default)]
 pub struct Stw {
     paused: AtomicBool,
+    /// Tokens parked in nodes right now.
     parked: AtomicU64,
     target: AtomicU64,
     tx: Mutex<Option<oneshot::Sender<()>>>,
@@ -390,17 +441,45 @@ pub struct Stw {
 impl Stw {
     fn park_one(&self) {
         let now = self.parked.fetch_add(1, Ordering::AcqRel) + 1;
-        if now == self.target.load(Ordering::Acquire)
-            && let Some(tx) = self
-                .tx
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
+        if now == self.target.load(Ordering::Acquire) {
+            self.fire();
+        }
+    }
+
+    fn unparked(&self, n: usize) {
+        self.parked.fetch_sub(n as u64, Ordering::AcqRel);
+    }
+
+    fn fire(&self) {
+        if let Some(tx) = self
+            .tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
         {
             let _ = tx.send(());
         }
     }
+
+    fn paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Stops all forwarding and waits until all `load` tokens are parked.
+    async fn hold(&self, load: u64) {
+        let (tx, rx) = oneshot::channel();
+        *self.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        self.target.store(load, Ordering::SeqCst);
+        self.paused.store(true, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) == load {
+            self.fire();
+        }
+        let _ = rx.await;
+    }
 }
+
+/// Token id that tells a group node to forward its parked tokens.
+pub const RESUME_ID: u64 = u64::MAX;
 
 /// Read a plain node's state (stop-the-world baseline).
 #[derive(Message)]
@@ -429,7 +508,7 @@ impl Handler<Tok> for PNode {
     #[inline]
     fn handle(&mut self, tok: Tok, _ctx: &mut Context<Self>) {
         if let Some(stw) = &self.stw
-            && stw.paused.load(Ordering::Acquire)
+            && stw.paused()
         {
             self.parked.push(tok);
             stw.park_one();
@@ -469,7 +548,11 @@ impl Handler<ReadState> for PNode {
 impl Handler<Resume> for PNode {
     type Result = ();
     fn handle(&mut self, _: Resume, _ctx: &mut Context<Self>) {
-        for tok in std::mem::take(&mut self.parked) {
+        let parked = std::mem::take(&mut self.parked);
+        if let Some(stw) = &self.stw {
+            stw.unparked(parked.len());
+        }
+        for tok in parked {
             if let Some((k, t)) = self.router.step(tok, self.outs.len()) {
                 self.outs[k].do_send(t);
             }
@@ -546,21 +629,27 @@ impl PlainNet {
     /// the bytes read. Waits for every node to have resumed before returning.
     pub async fn stop_the_world(&self, load: u64) -> (Duration, usize) {
         let t0 = std::time::Instant::now();
-        let (tx, rx) = oneshot::channel();
-        *self.stw.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
-        self.stw.parked.store(0, Ordering::SeqCst);
-        self.stw.target.store(load, Ordering::SeqCst);
-        self.stw.paused.store(true, Ordering::SeqCst);
-        if load > 0 {
-            let _ = rx.await;
-        }
+        self.stw.hold(load).await;
         let states = futures::future::join_all(self.addrs.iter().map(|a| a.send(ReadState))).await;
         let bytes = states.iter().map(|s| s.as_ref().map_or(0, Vec::len)).sum();
+        let resumed = self.release();
+        let pause = t0.elapsed();
+        resumed.await;
+        (pause, bytes)
+    }
+
+    /// Parks every one of the `load` tokens: the actors go idle.
+    pub async fn hold(&self, load: u64) {
+        self.stw.hold(load).await;
+    }
+
+    /// Resumes forwarding; the future completes when every actor has resumed.
+    pub fn release(&self) -> impl std::future::Future<Output = ()> + use<> {
         self.stw.paused.store(false, Ordering::SeqCst);
         let resumes: Vec<_> = self.addrs.iter().map(|a| a.send(Resume)).collect();
-        let pause = t0.elapsed();
-        futures::future::join_all(resumes).await;
-        (pause, bytes)
+        async move {
+            futures::future::join_all(resumes).await;
+        }
     }
 
     /// Stops the arbiters and waits for their threads.
