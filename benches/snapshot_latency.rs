@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo bench --bench snapshot_latency -- --quick     # representative subset, < 2 min on 2 cores
-//! cargo bench --bench snapshot_latency                # the full matrix (about 15 minutes)
+//! cargo bench --bench snapshot_latency                # the full matrix (128 configurations, 20-30 minutes)
 //! cargo bench --bench snapshot_latency -- mesh-100    # only configurations whose name contains this
 //! ```
 //!
@@ -19,57 +19,68 @@
 //! 999,000 channels (a million mailbox senders and a million markers per round): it is
 //! listed as skipped. The actors are those of `benches/workload/mod.rs`.
 //!
-//! For each configuration, in this order:
+//! For each configuration, both versions of the actors run side by side and take turns,
+//! `reps` times (3, also in quick mode); the side not being measured has parked its tokens (application-level
+//! pause, see `Stw` in the workload), so it is idle:
 //!
 //! 1. **plain actix**: the same actors written as plain actix actors on the same number of
-//!    arbiters with `max(load, 1000)` tokens: messages per second over a window
-//!    (`plain_msgs_per_s`).
-//! 2. **stop-the-world** on plain actix with `load` tokens, every 100 ms: stop all
-//!    forwarding, wait until every token is parked (every mailbox empty), read every
-//!    actor's state (`send` + await), resume. Pause per snapshot and throughput over the
-//!    window.
-//! 3. **ours**: the group with `load` tokens, first without snapshots (`wrapped_msgs_per_s`),
-//!    then with a snapshot every 100 ms (`snapshot_msgs_per_s`; latency = from the
-//!    `snapshot_with` call to the assembled `GlobalSnapshot` in the caller's hands).
+//!    arbiters with `max(load, 1000)` tokens: messages per second over a window.
+//! 2. **stop-the-world** on plain actix with `load` tokens (at load 0 on a separate idle
+//!    set), every 100 ms: stop all forwarding, wait until every token is parked (every
+//!    mailbox empty), read every actor's state (`send` + await), resume. Pause per snapshot
+//!    and throughput over the window.
+//! 3. **ours**: the group with `load` tokens, first without snapshots, then with a snapshot
+//!    every 100 ms (latency = from the `snapshot_with` call to the assembled
+//!    `GlobalSnapshot` in the caller's hands).
+//!
+//! Throughputs are the median over the reps; ratios are the median over the reps of
+//! windows measured next to each other (so slow drifts of a shared machine cancel out).
+//! Each is given per wall-clock second and per CPU second of this process (Linux
+//! `/proc/self/task/*/schedstat`): CPU-normalised figures do not move when other programs
+//! take the cores, but cannot see idle time, so for pauses the wall-clock ratio is the one
+//! that counts.
 //!
 //! **Lower bound** of a round's latency: a round cannot end before every marker has been
 //! handled, and a marker is handled after every message queued ahead of it; with all-nodes
 //! initiation every circulating message is queued ahead of some marker. So
-//! `lower_bound_us = (channels + load) / plain_msgs_per_s`: markers plus queued messages,
-//! at the rate plain actix handles messages in this topology on this machine in this run.
+//! `lower_bound_us = (channels + load) / plain_msgs_per_s_best`: markers plus queued
+//! messages, at the best rate plain actix handled messages in this topology in this run.
 //! It ignores the collector (it assembles the snapshot) and, for one-node initiation, the
-//! markers' path length, so it is loose there.
+//! markers' path length, so it is loose there; at load 0 the plain rate is measured with
+//! 1000 tokens, which flatters the bound (an idle system does not pipeline).
 //!
 //! # Output
 //!
 //! One JSON object per configuration in `$CARGO_TARGET_DIR/bench-results/latency/<name>.json`
 //! (default `target/`), all of them in `bench-results/snapshot_latency.json`, and a plot of
-//! p50 latency against load per topology in `bench-results/latency.svg`. Fields:
+//! p50 latency (ours, solid) and stop-the-world pause (dashed) against load per topology in
+//! `bench-results/latency.svg`. Fields:
 //!
 //! | field | meaning |
 //! |---|---|
 //! | `name` | `<topology>-<actors>-L<load>-<one\|all>-a<arbiters>` |
 //! | `topology`, `actors`, `channels`, `load`, `initiation`, `arbiters` | the configuration |
-//! | `quick` | whether `--quick` windows were used |
+//! | `quick`, `reps` | whether `--quick` windows were used; turns per side |
 //! | `skipped` | why the configuration did not run, or `null` |
-//! | `rounds`, `errors` | snapshot rounds completed / failed in the periodic phase |
+//! | `rounds`, `errors` | snapshot rounds completed / failed in the periodic phases |
 //! | `latency_p50_us`, `latency_p99_us`, `latency_max_us`, `latency_mean_us` | snapshot latency (hdrhistogram) |
 //! | `recorded_bytes_mean` | payload bytes (states + messages) per snapshot, mean |
 //! | `in_flight_mean` | in-flight messages recorded per snapshot, mean |
-//! | `plain_msgs_per_s`, `plain_load` | plain actix throughput and the load it was measured at |
+//! | `plain_msgs_per_s`, `plain_msgs_per_s_best`, `plain_load` | plain actix throughput (median, best window) and the load it ran at |
 //! | `wrapped_msgs_per_s` | ours, no snapshot running |
-//! | `wrapper_ratio` | `wrapped_msgs_per_s / plain_msgs_per_s` (`null` at load 0) |
+//! | `wrapper_ratio` | ours without snapshots over plain actix |
 //! | `snapshot_msgs_per_s` | ours, a snapshot every 100 ms |
-//! | `snapshot_throughput_ratio` | `snapshot_msgs_per_s / wrapped_msgs_per_s` |
-//! | `snapshot_vs_plain_ratio` | `snapshot_msgs_per_s / plain_msgs_per_s` |
-//! | `lower_bound_us` | `(channels + load) / plain_msgs_per_s`, in µs |
+//! | `snapshot_throughput_ratio` | ours with snapshots every 100 ms over ours without |
+//! | `snapshot_vs_plain_ratio` | ours with snapshots every 100 ms over plain actix |
+//! | `lower_bound_us` | `(channels + load) / plain_msgs_per_s_best`, in µs |
 //! | `latency_over_bound` | `latency_p50_us / lower_bound_us` |
 //! | `stw_rounds`, `stw_pause_p50_us`, `stw_pause_p99_us`, `stw_pause_max_us` | stop-the-world pauses |
 //! | `stw_state_bytes_mean` | bytes read per stop-the-world snapshot, mean |
-//! | `stw_msgs_per_s` | plain actix throughput with a stop-the-world snapshot every 100 ms |
-//! | `stw_throughput_ratio` | `stw_msgs_per_s / plain_msgs_per_s` (`null` at load 0) |
+//! | `stw_msgs_per_s` | plain actix with a stop-the-world snapshot every 100 ms |
+//! | `stw_throughput_ratio` | that over plain actix without (the application's lost throughput) |
+//! | `*_msgs_per_cpu_s`, `*_ratio_cpu` | the same per CPU second |
 //!
-//! Throughput ratios are `null` where there is nothing to divide (load 0).
+//! Throughput figures and ratios are `null` at load 0 (nothing to divide).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -133,20 +144,20 @@ struct Windows {
 }
 
 const QUICK: Windows = Windows {
-    warmup: Duration::from_millis(100),
-    rate: Duration::from_millis(250),
-    periodic: Duration::from_millis(500),
+    warmup: Duration::from_millis(80),
+    rate: Duration::from_millis(200),
+    periodic: Duration::from_millis(400),
     min_rounds: 3,
-    max_periodic: Duration::from_secs(2),
-    reps: 2,
+    max_periodic: Duration::from_millis(1500),
+    reps: 3,
 };
 
 const FULL: Windows = Windows {
     warmup: Duration::from_millis(200),
-    rate: Duration::from_millis(700),
-    periodic: Duration::from_millis(1500),
-    min_rounds: 10,
-    max_periodic: Duration::from_secs(10),
+    rate: Duration::from_millis(500),
+    periodic: Duration::from_secs(1),
+    min_rounds: 8,
+    max_periodic: Duration::from_secs(8),
     reps: 3,
 };
 
@@ -170,10 +181,8 @@ fn quick_matrix(cores: usize) -> Vec<Config> {
     v.push(c(Shape::Mesh, 100, 0, true, cores));
     // One-node against all-nodes initiation under load.
     v.push(c(Shape::Ring, 100, 10_000, true, cores));
-    v.push(c(Shape::Star, 100, 10_000, true, cores));
     // One arbiter against one per core.
     v.push(c(Shape::Ring, 100, 10_000, false, 1));
-    v.push(c(Shape::Mesh, 100, 10_000, false, 1));
     // Sizes.
     v.push(c(Shape::Ring, 10, 10_000, false, cores));
     v.push(c(Shape::Star, 1000, 10_000, false, cores));
@@ -225,8 +234,8 @@ fn cpu_now() -> Option<Duration> {
     Some(Duration::from_nanos(total))
 }
 
-/// Messages handled, wall time and CPU time of one or more measurement windows.
-#[derive(Debug, Default, Clone, Copy)]
+/// Messages handled, wall time and CPU time of one measurement window.
+#[derive(Debug, Clone, Copy)]
 struct Acc {
     msgs: u64,
     wall: Duration,
@@ -245,16 +254,6 @@ impl Acc {
             wall: t0.elapsed(),
             cpu,
         }
-    }
-
-    fn add(&mut self, o: Acc) {
-        self.cpu = if self.wall.is_zero() {
-            o.cpu
-        } else {
-            self.cpu.zip(o.cpu).map(|(a, b)| a + b)
-        };
-        self.msgs += o.msgs;
-        self.wall += o.wall;
     }
 
     /// Messages per wall-clock second.
@@ -276,6 +275,27 @@ async fn window(handled: impl Fn() -> u64, dur: Duration) -> Acc {
     let s = Acc::start(&handled);
     sleep(dur).await;
     Acc::since(&handled, s)
+}
+
+/// Median of the finite values, if any.
+fn median(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = v.filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// Median over reps of `f(a[i]) / f(b[i])`: windows measured next to each other are
+/// compared, so slow drifts of a shared machine cancel out.
+fn paired(a: &[Acc], b: &[Acc], f: impl Fn(&Acc) -> Option<f64>) -> Option<f64> {
+    median(
+        a.iter()
+            .zip(b)
+            .filter_map(|(x, y)| f(x).zip(f(y)).and_then(|(x, y)| ratio(x, y))),
+    )
 }
 
 fn ratio(a: f64, b: f64) -> Option<f64> {
@@ -345,19 +365,16 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
         .initiation(initiation)
         .timeout(ROUND_TIMEOUT);
 
-    let (mut plain_acc, mut stw_acc, mut wrapped_acc, mut snap_acc) = (
-        Acc::default(),
-        Acc::default(),
-        Acc::default(),
-        Acc::default(),
-    );
+    // One measurement window per rep and kind.
+    let (mut plain_w, mut stw_w, mut wrapped_w, mut snap_w) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut stw = Vec::new();
     let mut results = Vec::new();
     // Plain and ours take turns, `reps` times; the one not measured has its tokens parked.
     for rep in 0..w.reps {
         // Plain actix: throughput, then stop-the-world every PERIOD.
         sleep(w.warmup).await;
-        plain_acc.add(window(|| plain.handled(), w.rate).await);
+        plain_w.push(window(|| plain.handled(), w.rate).await);
         let stw_net = idle_plain.as_ref().unwrap_or(&plain);
         let (acc, mut r) = periodic(
             w,
@@ -365,14 +382,14 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
             move || async move { stw_net.stop_the_world(cfg.load).await },
         )
         .await;
-        stw_acc.add(acc);
+        stw_w.push(acc);
         stw.append(&mut r);
         plain.hold(plain_load).await;
 
         // Ours: throughput without snapshots, then a snapshot every PERIOD.
         net.release();
         sleep(w.warmup).await;
-        wrapped_acc.add(window(|| net.handled(), w.rate).await);
+        wrapped_w.push(window(|| net.handled(), w.rate).await);
         let g = &net.group;
         let (acc, mut r) = periodic(
             w,
@@ -385,7 +402,7 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
             },
         )
         .await;
-        snap_acc.add(acc);
+        snap_w.push(acc);
         results.append(&mut r);
         net.hold(cfg.load).await;
         if rep + 1 < w.reps {
@@ -421,14 +438,18 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
             }
         }
     }
-    let plain_rate = plain_acc.rate();
-    let wrapped_rate = wrapped_acc.rate();
-    let snap_rate = snap_acc.rate();
-    let stw_rate = stw_acc.rate();
+    let wall = |a: &Acc| Some(a.rate());
+    let cpu = |a: &Acc| a.cpu_rate();
+    let plain_rate = median(plain_w.iter().filter_map(wall));
+    // The bound uses the best plain window: the smaller bound, the safer.
+    let plain_best = plain_w.iter().map(Acc::rate).fold(0.0, f64::max);
+    let wrapped_rate = median(wrapped_w.iter().filter_map(wall));
+    let snap_rate = median(snap_w.iter().filter_map(wall));
+    let stw_rate = median(stw_w.iter().filter_map(wall));
     let rounds = lat.len();
     let mean = |total: usize, n: u64| (n > 0).then(|| total as f64 / n as f64);
     let loaded = cfg.load > 0;
-    let bound_us = (channels as f64 + cfg.load as f64) / plain_rate * 1e6;
+    let bound_us = (channels as f64 + cfg.load as f64) / plain_best * 1e6;
     let p50 = (rounds > 0).then(|| lat.value_at_quantile(0.5));
     out["rounds"] = json!(rounds);
     out["errors"] = json!(errors);
@@ -438,13 +459,15 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
     out["latency_mean_us"] = json!((rounds > 0).then(|| lat.mean()));
     out["recorded_bytes_mean"] = json!(mean(bytes, rounds));
     out["in_flight_mean"] = json!(mean(in_flight, rounds));
+    let loaded_only = |v: Option<f64>| v.filter(|_| loaded);
     out["plain_msgs_per_s"] = json!(plain_rate);
+    out["plain_msgs_per_s_best"] = json!(plain_best);
     out["plain_load"] = json!(plain_load);
-    out["wrapped_msgs_per_s"] = json!(wrapped_rate);
-    out["wrapper_ratio"] = json!(ratio(wrapped_rate, plain_rate).filter(|_| loaded));
-    out["snapshot_msgs_per_s"] = json!(snap_rate);
-    out["snapshot_throughput_ratio"] = json!(ratio(snap_rate, wrapped_rate).filter(|_| loaded));
-    out["snapshot_vs_plain_ratio"] = json!(ratio(snap_rate, plain_rate).filter(|_| loaded));
+    out["wrapped_msgs_per_s"] = json!(loaded_only(wrapped_rate));
+    out["wrapper_ratio"] = json!(loaded_only(paired(&wrapped_w, &plain_w, wall)));
+    out["snapshot_msgs_per_s"] = json!(loaded_only(snap_rate));
+    out["snapshot_throughput_ratio"] = json!(loaded_only(paired(&snap_w, &wrapped_w, wall)));
+    out["snapshot_vs_plain_ratio"] = json!(loaded_only(paired(&snap_w, &plain_w, wall)));
     out["lower_bound_us"] = json!(bound_us.is_finite().then_some(bound_us));
     out["latency_over_bound"] = json!(p50.and_then(|p| ratio(p as f64, bound_us)));
     out["stw_rounds"] = json!(stw_rounds);
@@ -452,17 +475,16 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
     out["stw_pause_p99_us"] = json!((stw_rounds > 0).then(|| stw_pause.value_at_quantile(0.99)));
     out["stw_pause_max_us"] = json!((stw_rounds > 0).then(|| stw_pause.max()));
     out["stw_state_bytes_mean"] = json!(mean(stw_bytes, stw_rounds));
-    out["stw_msgs_per_s"] = json!(stw_rate);
-    out["stw_throughput_ratio"] = json!(ratio(stw_rate, plain_rate).filter(|_| loaded));
-    let cpu = |a: &Acc| a.cpu_rate().filter(|_| loaded);
-    out["plain_msgs_per_cpu_s"] = json!(plain_acc.cpu_rate());
-    out["wrapped_msgs_per_cpu_s"] = json!(cpu(&wrapped_acc));
-    out["snapshot_msgs_per_cpu_s"] = json!(cpu(&snap_acc));
-    out["stw_msgs_per_cpu_s"] = json!(cpu(&stw_acc));
-    let cpu_ratio = |a: &Acc, b: &Acc| cpu(a).zip(cpu(b)).and_then(|(x, y)| ratio(x, y));
-    out["wrapper_ratio_cpu"] = json!(cpu_ratio(&wrapped_acc, &plain_acc));
-    out["snapshot_throughput_ratio_cpu"] = json!(cpu_ratio(&snap_acc, &wrapped_acc));
-    out["stw_throughput_ratio_cpu"] = json!(cpu_ratio(&stw_acc, &plain_acc));
+    out["stw_msgs_per_s"] = json!(loaded_only(stw_rate));
+    out["stw_throughput_ratio"] = json!(loaded_only(paired(&stw_w, &plain_w, wall)));
+    out["plain_msgs_per_cpu_s"] = json!(median(plain_w.iter().filter_map(cpu)));
+    out["wrapped_msgs_per_cpu_s"] = json!(loaded_only(median(wrapped_w.iter().filter_map(cpu))));
+    out["snapshot_msgs_per_cpu_s"] = json!(loaded_only(median(snap_w.iter().filter_map(cpu))));
+    out["stw_msgs_per_cpu_s"] = json!(loaded_only(median(stw_w.iter().filter_map(cpu))));
+    out["wrapper_ratio_cpu"] = json!(loaded_only(paired(&wrapped_w, &plain_w, cpu)));
+    out["snapshot_throughput_ratio_cpu"] = json!(loaded_only(paired(&snap_w, &wrapped_w, cpu)));
+    out["stw_throughput_ratio_cpu"] = json!(loaded_only(paired(&stw_w, &plain_w, cpu)));
+    out["reps"] = json!(w.reps);
     out
 }
 
