@@ -24,7 +24,8 @@
 //!   message of the iteration; the recorded count is checked against the messages sent.
 //! - `snapshot_format`: `GlobalSnapshot::to_bytes` / `from_bytes` and the typed views
 //!   `states::<A>()` / `in_flight::<M>()` on a snapshot of a 100-actor ring with 10,000
-//!   tokens circulating.
+//!   tokens circulating (throughput in bytes for the format, in states / messages decoded
+//!   for the views).
 //!
 //! JSON fields (one object per variant): `bench`, `variant`, `messages`, `seconds`,
 //! `msgs_per_s`, `ratio_vs_plain` (this variant's msgs/s over `plain_actix` of the same
@@ -309,6 +310,7 @@ fn format(c: &mut Criterion, sys: &SystemRunner) {
     g.bench_function("from_bytes", |b| {
         b.iter(|| GlobalSnapshot::from_bytes(std::hint::black_box(&bytes)).expect("valid"))
     });
+    g.throughput(Throughput::Elements(snap.nodes.len() as u64));
     g.bench_function("states_view", |b| {
         b.iter(|| {
             snap.states::<SNode>()
@@ -317,6 +319,7 @@ fn format(c: &mut Criterion, sys: &SystemRunner) {
                 .sum::<u64>()
         })
     });
+    g.throughput(Throughput::Elements(snap.in_flight_count() as u64));
     g.bench_function("in_flight_view", |b| {
         b.iter(|| {
             snap.in_flight::<Tok>()
