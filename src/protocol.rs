@@ -56,7 +56,7 @@ pub type RoundId = u64;
 const REMEMBERED_ROUNDS: usize = 256;
 
 /// What one incoming channel contributed to one round on this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ChannelRecord<P> {
     /// Messages delivered on this channel before the node recorded its state.
     pub delivered: u64,
@@ -69,7 +69,7 @@ pub struct ChannelRecord<P> {
 }
 
 /// One node's share of a round: its state, its incoming channels and ingress offsets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LocalRecord<S, P> {
     /// The round this record belongs to.
     pub round: RoundId,
@@ -83,7 +83,7 @@ pub struct LocalRecord<S, P> {
 }
 
 /// Why the protocol cannot complete a round on this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Failure {
     /// The shell could not produce the node's state (for example an encoding error).
     State(String),
@@ -137,7 +137,7 @@ impl std::fmt::Display for Failure {
 }
 
 /// An output of [`NodeCore`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action<S, P> {
     /// The state was recorded for `round`: send its marker on every outgoing channel before
     /// sending anything else.
@@ -156,7 +156,7 @@ pub enum Action<S, P> {
     },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ChanState<P> {
     delivered: u64,
     /// `Some(sent)` once the marker arrived.
@@ -164,7 +164,7 @@ struct ChanState<P> {
     messages: Vec<P>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Round<S, P> {
     state: S,
     channels: Vec<ChanState<P>>,
@@ -174,7 +174,7 @@ struct Round<S, P> {
 }
 
 /// The marker protocol of one node. `S` is the recorded node state, `P` a recorded message.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeCore<S, P> {
     delivered: Vec<u64>,
     /// Per incoming channel: how many active rounds record it.
