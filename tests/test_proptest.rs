@@ -14,7 +14,9 @@
 //!   which node sends, when a round's start arrives), FIFO per channel. Much faster, so it
 //!   runs many more cases.
 //!
-//! Topologies and workloads are generated as plain data, so failures shrink to small cases.
+//! Topologies and workloads are generated as plain data, so failures shrink to small cases;
+//! `protocol_checks_catch_a_broken_shell` shows it: with a shell that lets a token overtake
+//! the markers, the protocol-level property fails and shrinks to a two-node case.
 //! `PROPTEST_CASES=<n>` sets the number of cases of both tests (defaults: 64 and 1024).
 
 mod common;
@@ -277,19 +279,22 @@ fn sim_case() -> impl Strategy<Value = SimCase> {
         )
 }
 
-static SIM_CASES: AtomicU64 = AtomicU64::new(0);
-static SIM_ROUNDS: AtomicU64 = AtomicU64::new(0);
-static SIM_STEPS: AtomicU64 = AtomicU64::new(0);
-static SIM_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+/// What one simulated case covered.
+struct SimStats {
+    rounds: u64,
+    steps: u64,
+    in_flight: u64,
+}
 
-fn run_sim_case(c: SimCase) -> Result<(), TestCaseError> {
+/// Runs one simulated case with `shell` and checks every round.
+fn sim_check(c: SimCase, shell: sim::Shell) -> Result<SimStats, TestCaseError> {
     let setup = sim::Setup {
         topo: sim::Topo::new(c.n, &c.edges),
         tokens: c.tokens.clone(),
         sends: c.sends.clone(),
         injects: c.injects.clone(),
         rounds: c.rounds.clone(),
-        shell: sim::Shell::Correct,
+        shell,
     };
     let t = &setup.topo;
     let initial: u64 = c.tokens.iter().sum();
@@ -319,10 +324,24 @@ fn run_sim_case(c: SimCase) -> Result<(), TestCaseError> {
             .map_err(|e| TestCaseError::fail(format!("round {r}: {e}")))?;
         in_flight += info.in_flight;
     }
+    Ok(SimStats {
+        rounds: c.rounds.len() as u64,
+        steps,
+        in_flight,
+    })
+}
+
+static SIM_CASES: AtomicU64 = AtomicU64::new(0);
+static SIM_ROUNDS: AtomicU64 = AtomicU64::new(0);
+static SIM_STEPS: AtomicU64 = AtomicU64::new(0);
+static SIM_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+fn run_sim_case(c: SimCase) -> Result<(), TestCaseError> {
+    let st = sim_check(c, sim::Shell::Correct)?;
     SIM_CASES.fetch_add(1, Relaxed);
-    SIM_ROUNDS.fetch_add(c.rounds.len() as u64, Relaxed);
-    SIM_STEPS.fetch_add(steps, Relaxed);
-    SIM_IN_FLIGHT.fetch_add(in_flight, Relaxed);
+    SIM_ROUNDS.fetch_add(st.rounds, Relaxed);
+    SIM_STEPS.fetch_add(st.steps, Relaxed);
+    SIM_IN_FLIGHT.fetch_add(st.in_flight, Relaxed);
     Ok(())
 }
 
@@ -344,4 +363,34 @@ fn protocol_cuts_under_random_interleavings() {
         SIM_IN_FLIGHT.load(Relaxed) > 0 || cases < 16,
         "no case recorded a token in flight: the generator is too tame"
     );
+}
+
+/// The same generator and checks with a shell that lets a token overtake the markers: some
+/// case must fail, and it must shrink to a small one.
+#[test]
+fn protocol_checks_catch_a_broken_shell() {
+    // Not PROPTEST_CASES: this must find the bug even when a run asks for few cases. The run
+    // stops at the first failure, usually within a few dozen cases.
+    let mut runner = TestRunner::new(Config {
+        cases: 4096,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&sim_case(), |c| {
+        sim_check(c, sim::Shell::LateMarkers).map(|_| ())
+    });
+    match result {
+        Err(TestError::Fail(reason, minimal)) => {
+            println!("broken shell caught: {reason}\nshrunk to: {minimal:?}");
+            assert!(
+                reason.message().starts_with("round "),
+                "expected a cut violation, got: {reason}"
+            );
+            assert!(
+                minimal.n <= 3 && minimal.edges.len() <= 3,
+                "failure did not shrink: {minimal:?}"
+            );
+        }
+        other => panic!("broken shell not caught: {other:?}"),
+    }
 }

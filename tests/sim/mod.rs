@@ -25,8 +25,9 @@ use actix_snapshot::protocol::{Action, Failure, LocalRecord, NodeCore, RoundId};
 pub enum Shell {
     /// Markers are queued on every outgoing channel immediately (what `SnapshotActor` does).
     Correct,
-    /// Bug on purpose: the markers are held back until after the node's next token send
-    /// (and then carry the count including that token). Breaks the cut.
+    /// Bug on purpose: the markers may be held back until after the node's next token send
+    /// (and then carry the count including that token), or go out later ([`Step::Flush`]).
+    /// Breaks the cut.
     LateMarkers,
 }
 
@@ -135,6 +136,9 @@ pub enum Step {
     Send(usize, usize),
     /// A token from outside arrives at node `node` (through its single ingress).
     Inject(usize),
+    /// The broken shell finally sends the markers node `node` owes (never enabled with
+    /// [`Shell::Correct`]).
+    Flush(usize),
 }
 
 /// The whole simulated system.
@@ -225,6 +229,9 @@ impl World {
             if self.injects_left[node] > 0 {
                 out.push(Step::Inject(node));
             }
+            if !self.owed[node].is_empty() {
+                out.push(Step::Flush(node));
+            }
         }
     }
 
@@ -270,6 +277,11 @@ impl World {
                     self.send_markers(t, node, r);
                 }
             }
+            Step::Flush(node) => {
+                for r in std::mem::take(&mut self.owed[node]) {
+                    self.send_markers(t, node, r);
+                }
+            }
             Step::Inject(node) => {
                 self.injects_left[node] -= 1;
                 self.cores[node].on_ingress(0);
@@ -292,13 +304,7 @@ impl World {
             match a {
                 Action::SendMarkers { round } => match self.shell {
                     Shell::Correct => self.send_markers(t, node, round),
-                    Shell::LateMarkers => {
-                        if self.sends_left[node] > 0 && !t.outs[node].is_empty() {
-                            self.owed[node].push(round);
-                        } else {
-                            self.send_markers(t, node, round);
-                        }
-                    }
+                    Shell::LateMarkers => self.owed[node].push(round),
                 },
                 Action::Complete(rec) => {
                     let r = rec.round;
