@@ -154,6 +154,27 @@ fn group_case() -> impl Strategy<Value = GroupCase> {
 static GROUP_CASES: AtomicU64 = AtomicU64::new(0);
 static GROUP_SNAPSHOTS: AtomicU64 = AtomicU64::new(0);
 static GROUP_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+/// Coverage of the passing cases: [a node without incoming channels, a node without outgoing
+/// channels, a self-loop, a cycle through two or more nodes, a round started at one node].
+static GROUP_SHAPES: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+/// Which of the `GROUP_SHAPES` features case `c` has.
+fn shapes(c: &GroupCase) -> [bool; 5] {
+    let has_in = |i: u32| c.edges.iter().any(|&(_, t)| t == i);
+    let has_out = |i: u32| c.edges.iter().any(|&(f, _)| f == i);
+    let mut g = petgraph::graph::DiGraph::<(), ()>::new();
+    let nodes: Vec<_> = (0..c.n).map(|_| g.add_node(())).collect();
+    for &(f, t) in c.edges.iter().filter(|(f, t)| f != t) {
+        g.add_edge(nodes[f as usize], nodes[t as usize], ());
+    }
+    [
+        (0..c.n as u32).any(|i| !has_in(i)),
+        (0..c.n as u32).any(|i| !has_out(i)),
+        c.edges.iter().any(|(f, t)| f == t),
+        petgraph::algo::is_cyclic_directed(&g),
+        c.waves.iter().flat_map(|w| &w.rounds).any(Option::is_some),
+    ]
+}
 
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
@@ -216,6 +237,9 @@ fn run_group_case(c: GroupCase) -> Result<(), TestCaseError> {
         GROUP_CASES.fetch_add(1, Relaxed);
         GROUP_SNAPSHOTS.fetch_add(snaps.len() as u64, Relaxed);
         GROUP_IN_FLIGHT.fetch_add(in_flight as u64, Relaxed);
+        for (counter, has) in GROUP_SHAPES.iter().zip(shapes(&c)) {
+            counter.fetch_add(u64::from(has), Relaxed);
+        }
         Ok(())
     })
 }
@@ -234,7 +258,19 @@ fn actix_groups_snapshot_consistent_cuts() {
          recorded, in {:.2?}",
         t0.elapsed()
     );
+    let shapes: Vec<u64> = GROUP_SHAPES.iter().map(|c| c.load(Relaxed)).collect();
+    println!(
+        "actix groups coverage: cases with a node without incoming channels {}, without \
+         outgoing {}, a self-loop {}, a longer cycle {}, a one-node initiation {}",
+        shapes[0], shapes[1], shapes[2], shapes[3], shapes[4]
+    );
     assert!(snaps >= cases, "every case checks at least one snapshot");
+    if cases >= 64 {
+        assert!(
+            shapes.iter().all(|&k| k > 0),
+            "the generator misses a shape: {shapes:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
