@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo bench --bench snapshot_latency -- --quick     # representative subset, < 2 min on 2 cores
-//! cargo bench --bench snapshot_latency                # the full matrix (128 configurations, 20-30 minutes)
+//! cargo bench --bench snapshot_latency                # full matrix: 144 configurations, 16 skipped, 20-30 min
 //! cargo bench --bench snapshot_latency -- mesh-100    # only configurations whose name contains this
 //! ```
 //!
@@ -25,8 +25,8 @@
 //!
 //! 1. **plain actix**: the same actors written as plain actix actors on the same number of
 //!    arbiters with `max(load, 1000)` tokens: messages per second over a window.
-//! 2. **stop-the-world** on plain actix with `load` tokens (at load 0 on a separate idle
-//!    set), every 100 ms: stop all forwarding, wait until every token is parked (every
+//! 2. **stop-the-world** on plain actix with `load` tokens (a separate set of actors when
+//!    `load` < 1000), every 100 ms: stop all forwarding, wait until every token is parked (every
 //!    mailbox empty), read every actor's state (`send` + await), resume. Pause per snapshot
 //!    and throughput over the window.
 //! 3. **ours**: the group with `load` tokens, first without snapshots, then with a snapshot
@@ -350,9 +350,16 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
     let plain_load = cfg.load.max(RATE_LOAD);
     let plain = PlainNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), true);
     plain.inject(plain_load, FOREVER);
-    // At load 0 the stop-the-world baseline runs on its own idle actors.
-    let idle_plain = (plain_load != cfg.load)
-        .then(|| PlainNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), true));
+    // Below RATE_LOAD the stop-the-world baseline runs on its own actors with `load` tokens,
+    // parked while not measured.
+    let own_stw = if plain_load != cfg.load {
+        let p = PlainNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), true);
+        p.inject(cfg.load, FOREVER);
+        p.hold(cfg.load).await;
+        Some(p)
+    } else {
+        None
+    };
     let net = SnapNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), false, true);
     net.inject(cfg.load, FOREVER);
     net.hold(cfg.load).await;
@@ -375,16 +382,24 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
         // Plain actix: throughput, then stop-the-world every PERIOD.
         sleep(w.warmup).await;
         plain_w.push(window(|| plain.handled(), w.rate).await);
-        let stw_net = idle_plain.as_ref().unwrap_or(&plain);
+        if let Some(p) = &own_stw {
+            plain.hold(plain_load).await;
+            p.release().await;
+            sleep(w.warmup).await;
+        }
+        let stw_net = own_stw.as_ref().unwrap_or(&plain);
         let (acc, mut r) = periodic(
             w,
-            || plain.handled(),
+            || stw_net.handled(),
             move || async move { stw_net.stop_the_world(cfg.load).await },
         )
         .await;
         stw_w.push(acc);
         stw.append(&mut r);
-        plain.hold(plain_load).await;
+        match &own_stw {
+            Some(p) => p.hold(cfg.load).await,
+            None => plain.hold(plain_load).await,
+        }
 
         // Ours: throughput without snapshots, then a snapshot every PERIOD.
         net.release();
@@ -410,7 +425,7 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
         }
     }
     plain.shutdown();
-    if let Some(p) = idle_plain {
+    if let Some(p) = own_stw {
         p.shutdown();
     }
     net.shutdown();
