@@ -181,6 +181,9 @@ impl actix::Message for Control {
     type Result = ();
 }
 
+/// How many messages a node handles before it lets other tasks of its arbiter run.
+const YIELD_EVERY: u32 = 128;
+
 /// Initial capacity of the buffer a recorded message is encoded into.
 const ENCODE_HINT: usize = 32;
 
@@ -193,6 +196,8 @@ pub struct SnapshotActor<A: Snapshottable> {
     outgoing: Vec<Box<dyn MarkerSink>>,
     collector: Recipient<Report>,
     gone: Recipient<NodeGone>,
+    /// Messages handled since this actor last gave its thread away.
+    handled_in_a_row: u32,
 }
 
 impl<A: Snapshottable> SnapshotActor<A> {
@@ -211,6 +216,20 @@ impl<A: Snapshottable> SnapshotActor<A> {
             outgoing,
             collector,
             gone,
+            handled_in_a_row: 0,
+        }
+    }
+
+    /// actix drains a mailbox without yielding while it has messages, so an actor fed
+    /// without pause (a self-loop channel, a flood of ingress) would starve every other
+    /// actor on its arbiter, the collector and the timers included. Every
+    /// [`YIELD_EVERY`] messages the wrapper gives its thread away once.
+    #[inline]
+    fn count_and_maybe_yield(&mut self, ctx: &mut Context<Self>) {
+        self.handled_in_a_row += 1;
+        if self.handled_in_a_row >= YIELD_EVERY {
+            self.handled_in_a_row = 0;
+            ctx.wait(actix::fut::wrap_future(actix_rt::task::yield_now()));
         }
     }
 
@@ -315,6 +334,7 @@ where
                     self.drain();
                 }
                 self.deliver(msg, ctx);
+                self.count_and_maybe_yield(ctx);
             }
             WireKind::Marker { slot, round, sent } => {
                 self.core
@@ -325,6 +345,7 @@ where
                 debug_assert_eq!(seq, self.core.ingress_delivered(slot as usize));
                 self.core.on_ingress(slot as usize);
                 self.deliver(msg, ctx);
+                self.count_and_maybe_yield(ctx);
             }
         }
     }

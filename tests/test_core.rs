@@ -393,3 +393,40 @@ async fn restore_into_a_different_topology_is_an_error() {
         Err(BuildError::TopologyMismatch(_))
     ));
 }
+
+#[actix::test]
+async fn a_self_loop_with_endless_traffic_does_not_starve_its_arbiter() {
+    // actix drains a mailbox without yielding; a node that keeps feeding itself would
+    // otherwise starve the collector (same arbiter) and every other node.
+    // If the arbiter is starved, no timer of this test can fire either: a watchdog thread
+    // turns the hang into a failure.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("self-loop test: the arbiter is starved (no progress in 60 s)");
+            std::process::exit(101);
+        }
+    });
+    let edges = [(1, 1), (0, 1)];
+    let net = start(2, &edges, 0);
+    net.inject[1]
+        .send(Inject {
+            id: 1,
+            hops: FOREVER,
+        })
+        .unwrap();
+    net.inject[0].send(Inject { id: 2, hops: 1 }).unwrap();
+    settle().await;
+    for _ in 0..5 {
+        let snap = actix::clock::timeout(Duration::from_secs(20), net.group.snapshot())
+            .await
+            .expect("snapshot returned: the arbiter is not starved")
+            .expect("round completes");
+        let (_, tokens) = verify(&snap, 2, &edges);
+        assert_eq!(tokens, 2);
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    net.group.shutdown();
+}
