@@ -252,20 +252,18 @@ impl<S, P: Clone> NodeCore<S, P> {
         sent: u64,
         state: impl FnOnce() -> Result<S, String>,
     ) {
-        if let Some(entry) = self.done.get_mut(&r) {
-            if let Some(expect) = entry {
-                expect[c] = false;
-                if expect.iter().all(|e| !e) {
-                    self.done.insert(r, None);
-                }
-            }
-            return;
-        }
-        if !self.rounds.contains_key(&r) {
-            self.record(r, Some((c, sent)), state);
-            return;
-        }
+        // `rounds` and `done` never share a round; the active case is the common one.
         let Some(round) = self.rounds.get_mut(&r) else {
+            if let Some(entry) = self.done.get_mut(&r) {
+                if let Some(expect) = entry {
+                    expect[c] = false;
+                    if expect.iter().all(|e| !e) {
+                        self.done.insert(r, None);
+                    }
+                }
+            } else {
+                self.record(r, Some((c, sent)), state);
+            }
             return;
         };
         let ch = &mut round.channels[c];
