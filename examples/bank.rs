@@ -23,6 +23,8 @@
 //! cargo run --release --example bank                       # 10 s, 8 branches, all cores
 //! cargo run --release --example bank -- --seconds 5 --json # last stdout line: JSON summary
 //! cargo run --release --example bank -- --rate 1000        # 1000 transfers/s in total
+//! cargo run --release --example bank -- --checkpoint-dir ck # a checkpoint every second
+//! cargo run --release --example bank -- --checkpoint-dir ck --restore  # go on after a crash
 //! ```
 //!
 //! # How the library is used here
@@ -57,9 +59,13 @@
 //! [`Out<Transfer>`]: actix_snapshot::Out
 //! [`Ingress<Audit>`]: actix_snapshot::Ingress
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use actix_snapshot::checkpoint::{
+    CheckpointConfig, CheckpointError, CheckpointHandle, CheckpointStore, Checkpointer, FsStore,
+};
 use actix_snapshot::{
     BuildError, DecodeError, GlobalSnapshot, Ingress, Out, Receive, SnapCtx, SnapshotGroup,
     Snapshottable,
@@ -101,6 +107,15 @@ struct Args {
     /// Print a JSON summary as the last line of stdout.
     #[arg(long)]
     json: bool,
+    /// Write checkpoints into this directory while running (crash-safe; the newest 3 kept).
+    #[arg(long)]
+    checkpoint_dir: Option<PathBuf>,
+    /// Pause between the start of two checkpoints, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every_ms: u64,
+    /// Start from the newest valid checkpoint in `--checkpoint-dir` and keep going.
+    #[arg(long, requires = "checkpoint_dir")]
+    restore: bool,
 }
 
 impl Args {
@@ -420,6 +435,48 @@ async fn naive_total(audit: &[Ingress<Audit>]) -> Option<u64> {
     Some(total)
 }
 
+// ---------------------------------------------------------------------------------------
+// Checkpoints (`--checkpoint-dir`, `--restore`).
+// ---------------------------------------------------------------------------------------
+
+/// With `--checkpoint-dir`: the store and, with `--restore`, the newest valid checkpoint in
+/// it (newer files that are truncated or corrupt are skipped, and named on stderr). A fresh
+/// start refuses a directory that holds checkpoints: their ids would outrank the new ones.
+fn open_checkpoints(args: &Args) -> Result<(Option<FsStore>, Option<GlobalSnapshot>), String> {
+    let Some(dir) = &args.checkpoint_dir else {
+        return Ok((None, None));
+    };
+    let store = FsStore::create(dir).map_err(|e| e.to_string())?;
+    if !args.restore {
+        if let Some(e) = store.list().map_err(|e| e.to_string())?.first() {
+            return Err(format!(
+                "{} already holds checkpoint {}: add --restore, or use an empty directory",
+                dir.display(),
+                e.id
+            ));
+        }
+        return Ok((Some(store), None));
+    }
+    let latest = store.latest_valid().map_err(|e| e.to_string())?;
+    for s in &latest.skipped {
+        eprintln!("skipped checkpoint {}: {}", s.id, s.error);
+    }
+    Ok((Some(store), Some(latest.snapshot)))
+}
+
+/// Takes a checkpoint of the bank every `--checkpoint-every-ms`, written off the actors'
+/// threads, keeping the newest 3.
+fn start_checkpoints(
+    args: &Args,
+    group: &SnapshotGroup,
+    store: FsStore,
+) -> Result<CheckpointHandle, CheckpointError> {
+    let config = CheckpointConfig::default()
+        .interval(Duration::from_millis(args.checkpoint_every_ms))
+        .retain(3);
+    Checkpointer::new(group.clone(), store, config).start()
+}
+
 /// The summary printed with `--json`.
 #[derive(Debug, Default, Serialize)]
 struct Summary {
@@ -450,13 +507,42 @@ struct Summary {
     max_in_flight_transfers: u64,
     /// Most money a single snapshot found in flight.
     max_in_flight_money: u64,
+    /// The checkpoint this run started from (`--restore`).
+    restored_from: Option<u64>,
+    /// Checkpoints written (`--checkpoint-dir`).
+    checkpoints: u64,
+    /// Size and duration (snapshot round + durable write) of the last checkpoint.
+    checkpoint_bytes: u64,
+    checkpoint_ms: f64,
 }
 
 async fn run(args: Args) -> ExitCode {
-    let bank = match build_group(&args, None) {
+    let (store, restored) = match open_checkpoints(&args) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("cannot use the checkpoints: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bank = match build_group(&args, restored.as_ref()) {
         Ok(bank) => bank,
         Err(e) => {
             eprintln!("cannot start the bank: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(snap) = &restored {
+        println!(
+            "restored from checkpoint {} ({} transfers in flight)",
+            snap.id,
+            snap.in_flight_count()
+        );
+    }
+    let checkpoints = match store.map(|s| start_checkpoints(&args, &bank.group, s)) {
+        None => None,
+        Some(Ok(handle)) => Some(handle),
+        Some(Err(e)) => {
+            eprintln!("cannot start checkpointing: {e}");
             return ExitCode::from(2);
         }
     };
@@ -469,6 +555,7 @@ async fn run(args: Args) -> ExitCode {
         rate_limit: args.rate,
         seconds: args.seconds,
         initial_total,
+        restored_from: restored.as_ref().map(|s| s.id),
         ..Summary::default()
     };
     // Snapshot latency in microseconds, 1 µs .. 1 h, 3 significant digits.
@@ -560,6 +647,22 @@ async fn run(args: Args) -> ExitCode {
             break;
         }
     }
+    let mut checkpoint_failed = false;
+    if let Some(handle) = checkpoints {
+        match handle.stop_and_join().await {
+            Ok(stats) => {
+                summary.checkpoints = stats.completed;
+                if let Some(last) = stats.last {
+                    summary.checkpoint_bytes = last.bytes;
+                    summary.checkpoint_ms = last.duration.as_secs_f64() * 1e3;
+                }
+            }
+            Err(e) => {
+                eprintln!("checkpointing failed: {e}");
+                checkpoint_failed = true;
+            }
+        }
+    }
     bank.group.shutdown();
 
     let (at, transfers) = last_transfers;
@@ -576,7 +679,8 @@ async fn run(args: Args) -> ExitCode {
     }
     let ok = summary.snapshots > 0
         && summary.consistent == summary.snapshots
-        && summary.snapshot_errors == 0;
+        && summary.snapshot_errors == 0
+        && !checkpoint_failed;
     if args.json {
         match serde_json::to_string(&summary) {
             Ok(line) => println!("{line}"),
