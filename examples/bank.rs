@@ -15,6 +15,9 @@
 //!   and adds up the recorded balances ([`GlobalSnapshot::states`]) and the recorded
 //!   in-flight transfers ([`GlobalSnapshot::in_flight`]). The sum must equal the initial
 //!   total every single time; the program exits with status 1 if it ever does not.
+//! - An **invariant monitor** ([`Monitor`], `--monitor-every-ms`, default 250) takes its own
+//!   snapshots in the background and checks "total money conserved" on each; it reports a
+//!   violation as it happens, with the offending snapshot's id.
 //! - The **naive auditor** asks each branch for its balance, one branch after another,
 //!   and adds up the answers. It misses the money in flight and reads each branch at a
 //!   different moment, so its total is almost always wrong while money moves.
@@ -58,6 +61,7 @@
 //! [`Receive<M>`]: actix_snapshot::Receive
 //! [`Out<Transfer>`]: actix_snapshot::Out
 //! [`Ingress<Audit>`]: actix_snapshot::Ingress
+//! [`Monitor`]: actix_snapshot::monitor::Monitor
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +70,7 @@ use std::time::{Duration, Instant};
 use actix_snapshot::checkpoint::{
     CheckpointConfig, CheckpointError, CheckpointHandle, CheckpointStore, Checkpointer, FsStore,
 };
+use actix_snapshot::monitor::{Monitor, MonitorEvent, Violation};
 use actix_snapshot::{
     BuildError, DecodeError, GlobalSnapshot, Ingress, Out, Receive, SnapCtx, SnapshotGroup,
     Snapshottable,
@@ -104,6 +109,9 @@ struct Args {
     /// Transfers each branch may have in flight (see "Keeping memory bounded").
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     tokens: u64,
+    /// Pause between the invariant monitor's snapshots, in milliseconds; 0 turns it off.
+    #[arg(long, default_value_t = 250)]
+    monitor_every_ms: u64,
     /// Print a JSON summary as the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -514,6 +522,9 @@ struct Summary {
     /// Size and duration (snapshot round + durable write) of the last checkpoint.
     checkpoint_bytes: u64,
     checkpoint_ms: f64,
+    /// Snapshots the invariant monitor checked, and how many broke "money conserved".
+    monitor_checked: u64,
+    monitor_violations: u64,
 }
 
 async fn run(args: Args) -> ExitCode {
@@ -557,6 +568,37 @@ async fn run(args: Args) -> ExitCode {
         initial_total,
         restored_from: restored.as_ref().map(|s| s.id),
         ..Summary::default()
+    };
+    // The invariant monitor: its own snapshots, "total money conserved" on each.
+    let monitor = if args.monitor_every_ms == 0 {
+        None
+    } else {
+        let started = Monitor::builder(bank.group.clone())
+            .every(Duration::from_millis(args.monitor_every_ms))
+            .check("total money conserved", move |snap| {
+                let total = Books::of(snap)?.total();
+                if total == initial_total {
+                    Ok(())
+                } else {
+                    Err(Violation::new(format!("{total} != {initial_total}")))
+                }
+            })
+            .on_event(|event| {
+                if let MonitorEvent::Violation(r) = event {
+                    eprintln!(
+                        "monitor: snapshot {}: {}: {}",
+                        r.snapshot_id, r.check, r.violation
+                    );
+                }
+            })
+            .start();
+        match started {
+            Ok(monitor) => Some(monitor),
+            Err(e) => {
+                eprintln!("cannot start the monitor: {e}");
+                return ExitCode::from(2);
+            }
+        }
     };
     // Snapshot latency in microseconds, 1 µs .. 1 h, 3 significant digits.
     let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
@@ -663,6 +705,12 @@ async fn run(args: Args) -> ExitCode {
             }
         }
     }
+    if let Some(monitor) = &monitor {
+        monitor.stop();
+        let stats = monitor.stats();
+        summary.monitor_checked = stats.checked;
+        summary.monitor_violations = stats.violations;
+    }
     bank.group.shutdown();
 
     let (at, transfers) = last_transfers;
@@ -680,6 +728,7 @@ async fn run(args: Args) -> ExitCode {
     let ok = summary.snapshots > 0
         && summary.consistent == summary.snapshots
         && summary.snapshot_errors == 0
+        && summary.monitor_violations == 0
         && !checkpoint_failed;
     if args.json {
         match serde_json::to_string(&summary) {
@@ -695,6 +744,10 @@ async fn run(args: Args) -> ExitCode {
             summary.snapshot_errors,
             summary.snapshot_ms_p50,
             summary.snapshot_ms_max
+        );
+        println!(
+            "monitor: {} snapshots checked, {} violations of \"total money conserved\"",
+            summary.monitor_checked, summary.monitor_violations
         );
         println!(
             "naive readings: {} of {} wrong (worst off by {})",
