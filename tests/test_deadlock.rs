@@ -417,3 +417,51 @@ async fn a_monitor_with_no_deadlock_catches_the_deadlock_and_only_it() {
     assert_eq!(monitor.stats().violations, 0);
     group.shutdown();
 }
+
+#[cfg(feature = "cli")]
+#[test]
+fn inspector_graph_command_prints_waits_deadlocks_and_dot() {
+    use actix_snapshot::inspect::{Cli, run};
+    use clap::Parser;
+
+    // n0 <-> n1 deadlocked; n2 waits for n3, which has a message on its way to n2.
+    let snap = scenario(&[(0, 1), (1, 0), (2, 3)], &[(3, 2, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("waits.snap");
+    std::fs::write(&file, snap.to_bytes()).unwrap();
+    let path = file.to_str().unwrap();
+
+    let mut out = Vec::new();
+    run(
+        &Cli::parse_from(["actix-snapshot", "graph", path]),
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("3 waits"), "{text}");
+    assert!(
+        text.contains("n2 -> n3  (satisfied: 1 in flight)"),
+        "{text}"
+    );
+    assert!(text.contains("DEADLOCK: n0 -> n1 -> n0"), "{text}");
+    assert!(!text.contains("no deadlock"), "{text}");
+
+    let mut out = Vec::new();
+    run(
+        &Cli::parse_from(["actix-snapshot", "graph", path, "--dot"]),
+        &mut out,
+    )
+    .unwrap();
+    let dot = String::from_utf8(out).unwrap();
+    assert_eq!(dot, WaitForGraph::from_snapshot(&snap).to_dot());
+    assert!(dot.starts_with("digraph"), "{dot}");
+
+    // A corrupt file is an error with exit code 1, not a panic.
+    std::fs::write(&file, &snap.to_bytes()[..30]).unwrap();
+    let err = run(
+        &Cli::parse_from(["actix-snapshot", "graph", path]),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 1);
+}
