@@ -14,6 +14,8 @@
 //! cargo run --example deadlock                        # deadlocks; DOT on stdout
 //! cargo run --example deadlock -- --dot waits.dot     # DOT to a file
 //! cargo run --example deadlock -- --ordered --seconds 3
+//! cargo run --example deadlock -- --save stuck.snap    # keep the stuck snapshot, then:
+//! cargo run --bin actix-snapshot -- graph stuck.snap    # the inspector reads it back
 //! dot -Tsvg waits.dot > waits.svg                     # with Graphviz installed
 //! ```
 
@@ -55,6 +57,10 @@ struct Args {
     /// Longest time between taking the first and asking for the second fork, in ms.
     #[arg(long, default_value_t = 4)]
     reach_ms: u64,
+    /// Also write the snapshot in which the deadlock was found to this file
+    /// (`GlobalSnapshot::to_bytes`; read it with `actix-snapshot graph FILE`).
+    #[arg(long)]
+    save: Option<PathBuf>,
     /// Arbiters (threads) to run the actors on; 0 runs them on the main thread.
     #[arg(long, default_value_t = 2)]
     arbiters: usize,
@@ -108,9 +114,18 @@ async fn main() -> ExitCode {
                 started.elapsed().as_secs_f64()
             );
             println!("  cycle: {d}");
+            if let Some(path) = &args.save {
+                match save(path, &snap.to_bytes()) {
+                    Ok(()) => println!("  snapshot written to {}", path.display()),
+                    Err(e) => {
+                        eprintln!("cannot write {}: {e}", path.display());
+                        break ExitCode::FAILURE;
+                    }
+                }
+            }
             let dot = graph.to_dot();
             match &args.dot {
-                Some(path) => match std::fs::write(path, &dot) {
+                Some(path) => match save(path, dot.as_bytes()) {
                     Ok(()) => println!("  wait-for graph written to {}", path.display()),
                     Err(e) => {
                         eprintln!("cannot write {}: {e}", path.display());
@@ -142,4 +157,18 @@ async fn main() -> ExitCode {
     };
     group.shutdown();
     code
+}
+
+/// Writes `bytes` to `path` crash-safely: a temporary file next to it, fsync, rename.
+fn save(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
 }
