@@ -81,7 +81,6 @@
 //! ```
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -245,10 +244,10 @@ impl MonitorBuilder {
         self
     }
 
-    /// Writes each offending snapshot ([`GlobalSnapshot::to_bytes`]) to
-    /// `dir/violation-<snapshot id>-<taken_at_ms>.snap`, crash-safely (temporary file, fsync,
-    /// rename, fsync of the directory). The directory is created if needed. The write blocks
-    /// the monitor's task while it runs.
+    /// Writes each offending snapshot to `dir` with a [`FsStore`](crate::checkpoint::FsStore)
+    /// (file `chk-<snapshot id>.snap`, crash-safely: temporary file, fsync, rename, fsync of
+    /// the directory), so `actix-snapshot list|inspect|graph` read it like a checkpoint. The
+    /// directory is created if needed. The write blocks the monitor's task while it runs.
     pub fn store_violations_in(mut self, dir: impl Into<PathBuf>) -> Self {
         self.store_dir = Some(dir.into());
         self
@@ -526,13 +525,9 @@ fn run_check(check: &Check, snap: &GlobalSnapshot) -> Result<(), Violation> {
     })
 }
 
-/// Writes `snap` into `dir` crash-safely; returns the final path.
-fn store(dir: &Path, snap: &GlobalSnapshot) -> std::io::Result<PathBuf> {
-    let path = dir.join(format!("violation-{}-{}.snap", snap.id, snap.taken_at_ms));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(&snap.to_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(&path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(path)
+/// Writes `snap` into `dir` through an [`FsStore`](crate::checkpoint::FsStore) (temporary
+/// file, fsync, rename, fsync of the directory); returns the final path.
+fn store(dir: &Path, snap: &GlobalSnapshot) -> Result<PathBuf, crate::checkpoint::CheckpointError> {
+    use crate::checkpoint::{CheckpointStore, FsStore};
+    Ok(FsStore::create(dir)?.save(snap.id, &snap.to_bytes())?.path)
 }
