@@ -182,7 +182,7 @@ impl actix::Message for Control {
 }
 
 /// How many messages a node handles before it lets other tasks of its arbiter run.
-const YIELD_EVERY: u32 = 128;
+const YIELD_EVERY: u32 = 4096;
 
 /// Initial capacity of the buffer a recorded message is encoded into.
 const ENCODE_HINT: usize = 32;
