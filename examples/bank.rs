@@ -505,7 +505,8 @@ struct Summary {
     naive_wrong: u64,
     /// Largest |naive total - initial total|.
     naive_max_error: u64,
-    /// Transfers sent, per the last snapshot.
+    /// Transfers sent in this run, per the last snapshot (after a restore, those sent before
+    /// the checkpoint are not counted).
     transfers: u64,
     transfers_per_sec: f64,
     snapshot_ms_p50: f64,
@@ -608,6 +609,11 @@ async fn run(args: Args) -> ExitCode {
     let deadline = started + Duration::from_secs_f64(args.seconds.max(0.0));
     let every = Duration::from_millis(args.snapshot_every_ms);
     let mut next = started + every;
+    // After a restore the branches' books already count the transfers of the earlier run.
+    let sent_before = match restored.as_ref().map(Books::of) {
+        Some(Ok(books)) => books.sent,
+        _ => 0,
+    };
     let mut last_transfers = (Duration::ZERO, 0u64);
     loop {
         // One snapshot per period; if one takes longer than the period, the next follows
@@ -714,6 +720,7 @@ async fn run(args: Args) -> ExitCode {
     bank.group.shutdown();
 
     let (at, transfers) = last_transfers;
+    let transfers = transfers.saturating_sub(sent_before);
     summary.transfers = transfers;
     summary.transfers_per_sec = if at.is_zero() {
         0.0
