@@ -7,7 +7,6 @@ mod common;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use actix_snapshot::checkpoint::{
     CheckpointError, CheckpointStore, FsStore, TEMP_PREFIX, file_name, parse_file_name,
@@ -18,31 +17,7 @@ use common::*;
 
 /// A real snapshot of a 3-node token ring with tokens in flight.
 async fn ring_snapshot() -> GlobalSnapshot {
-    let net = start(3, &ring(3), 0);
-    for (i, ing) in net.inject.iter().enumerate() {
-        for k in 0..5 {
-            ing.send(Inject {
-                id: i as u64 * 100 + k,
-                hops: 1_000_000,
-            })
-            .expect("running");
-        }
-    }
-    actix::clock::sleep(Duration::from_millis(10)).await;
-    let mut snap = net.group.snapshot().await.expect("round completes");
-    for _ in 0..50 {
-        if snap.in_flight_count() > 0 {
-            break;
-        }
-        snap = net.group.snapshot().await.expect("round completes");
-    }
-    net.group.shutdown();
-    verify(&snap, 3, &ring(3));
-    assert!(
-        snap.in_flight_count() > 0,
-        "a snapshot with tokens in flight"
-    );
-    snap
+    ring_snapshot_in_flight(3, 5).await
 }
 
 fn with_id(snap: &GlobalSnapshot, id: u64) -> GlobalSnapshot {

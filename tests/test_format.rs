@@ -9,24 +9,7 @@ use common::*;
 
 /// A real snapshot of a busy token ring, with messages in flight.
 async fn busy_snapshot() -> GlobalSnapshot {
-    let n = 4;
-    let net = start(n, &ring(n), 0);
-    for k in 0..40 {
-        net.inject[(k % n as u64) as usize]
-            .send(Inject {
-                id: k,
-                hops: u32::MAX,
-            })
-            .unwrap();
-    }
-    for _ in 0..100 {
-        let s = net.group.snapshot().await.unwrap();
-        if s.in_flight_count() > 0 {
-            net.group.shutdown();
-            return s;
-        }
-    }
-    panic!("no snapshot caught a token in flight");
+    ring_snapshot_in_flight(4, 10).await
 }
 
 fn with_crc(mut bytes: Vec<u8>) -> Vec<u8> {

@@ -6,7 +6,6 @@ mod common;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use actix_snapshot::GlobalSnapshot;
 use actix_snapshot::checkpoint::{CheckpointStore, FsStore, file_name};
@@ -24,27 +23,7 @@ fn text(b: &[u8]) -> String {
 }
 
 async fn ring_snapshot() -> GlobalSnapshot {
-    let net = start(3, &ring(3), 0);
-    for (i, ing) in net.inject.iter().enumerate() {
-        for k in 0..4 {
-            ing.send(Inject {
-                id: i as u64 * 100 + k,
-                hops: 1_000_000,
-            })
-            .unwrap();
-        }
-    }
-    actix::clock::sleep(Duration::from_millis(5)).await;
-    let mut snap = net.group.snapshot().await.unwrap();
-    for _ in 0..50 {
-        if snap.in_flight_count() > 0 {
-            break;
-        }
-        snap = net.group.snapshot().await.unwrap();
-    }
-    net.group.shutdown();
-    assert!(snap.in_flight_count() > 0);
-    snap
+    ring_snapshot_in_flight(3, 4).await
 }
 
 fn s(p: &Path) -> &str {

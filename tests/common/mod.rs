@@ -266,3 +266,28 @@ pub fn verify(snap: &GlobalSnapshot, n: usize, edges: &[(u32, u32)]) -> (usize, 
 pub fn ids(snap: &GlobalSnapshot) -> Vec<NodeId> {
     snap.nodes.iter().map(|n| n.id).collect()
 }
+
+/// A real snapshot of an `n`-node token ring with tokens in flight: `per_node` endless tokens
+/// are injected at every node, and snapshots are taken until one catches a token on a
+/// channel. The snapshot is verified against the actors' books before it is returned.
+pub async fn ring_snapshot_in_flight(n: usize, per_node: u64) -> GlobalSnapshot {
+    let net = start(n, &ring(n), 0);
+    for (i, ing) in net.inject.iter().enumerate() {
+        for k in 0..per_node {
+            ing.send(Inject {
+                id: i as u64 * 1_000 + k,
+                hops: u32::MAX,
+            })
+            .expect("node running");
+        }
+    }
+    for _ in 0..100 {
+        let snap = net.group.snapshot().await.expect("round completes");
+        if snap.in_flight_count() > 0 {
+            net.group.shutdown();
+            verify(&snap, n, &ring(n));
+            return snap;
+        }
+    }
+    panic!("no snapshot caught a token in flight");
+}
