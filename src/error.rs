@@ -1,8 +1,10 @@
 //! Error types.
 //!
-//! Three families, so that a caller matches only what can happen where it stands:
+//! Four families, so that a caller matches only what can happen where it stands:
 //!
-//! - [`BuildError`]: the topology given to the [`GroupBuilder`](crate::GroupBuilder) is wrong.
+//! - [`SpawnError`]: a node cannot join a running group.
+//! - [`BuildError`]: what was declared on a [`GroupBuilder`](crate::GroupBuilder) cannot start,
+//!   or a snapshot cannot be restored.
 //! - [`SnapshotError`]: a snapshot round did not complete.
 //! - [`DecodeError`]: bytes or a typed view of a [`GlobalSnapshot`](crate::GlobalSnapshot)
 //!   cannot be decoded (truncated, corrupt, wrong version, wrong type).
@@ -18,7 +20,7 @@
 
 use std::time::Duration;
 
-use crate::protocol::RoundId;
+use crate::protocol::{NodeId, RoundId};
 
 /// The topology handed to the builder cannot be started.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -35,7 +37,7 @@ pub enum BuildError {
     DuplicateIngress(String),
     /// A node handle from another builder was used.
     #[error("node handle {0:?} belongs to another builder")]
-    ForeignNode(crate::NodeId),
+    ForeignNode(NodeId),
     /// A recorded state has a version the actor type cannot upgrade from.
     #[error(
         "node {node:?} ({actor_type}): state version {found} cannot become {expected}: {reason}"
@@ -74,33 +76,75 @@ pub enum BuildError {
     /// A state or message of the snapshot to restore from cannot be decoded.
     #[error("cannot restore from snapshot: {0}")]
     Restore(#[from] DecodeError),
+    /// The snapshot holds a node or message type nothing was registered for.
+    #[error("cannot restore from snapshot: {0}")]
+    UnknownType(String),
+    /// A node's constructor panicked; nothing of the group was started.
+    #[error("the constructor of node {node:?} panicked: {reason}")]
+    ConstructorPanicked {
+        /// The node.
+        node: String,
+        /// The panic message.
+        reason: String,
+    },
+    /// A node could not join (see [`SpawnError`]).
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
+/// A node cannot join a running group.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// A live node of the group already has this name.
+    #[error("a live node is already called {0:?}")]
+    DuplicateName(String),
+    /// The group was shut down.
+    #[error("the group is shut down")]
+    GroupStopped,
+    /// The node's constructor panicked (reported at once when it runs on the caller's
+    /// thread; a node placed on another arbiter becomes a tombstone instead, and the rounds
+    /// it owed fail with [`SnapshotError::NodePanicked`]).
+    #[error("the constructor of node {node:?} panicked: {reason}")]
+    ConstructorPanicked {
+        /// The node.
+        node: String,
+        /// The panic message.
+        reason: String,
+    },
 }
 
 /// A snapshot round did not complete.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SnapshotError {
-    /// Some nodes did not report within the round's timeout (stuck, or busy for too long).
-    /// The round's buffers were freed on every node.
-    #[error("snapshot round {round} timed out after {waited:?}; no report from {missing:?}")]
+    /// The round did not complete within its timeout: some members did not report (stuck, or
+    /// busy for too long), or messages sent before the cut were never seen arriving. Nothing
+    /// of the round is kept anywhere.
+    #[error(
+        "snapshot round {round} timed out after {waited:?}; no record from {missing:?}, {unaccounted} in-flight message(s) unaccounted for"
+    )]
     Timeout {
         /// The round.
         round: RoundId,
-        /// How long the collector waited.
+        /// How long the round was given.
         waited: Duration,
-        /// Names of the nodes that did not report.
+        /// Names of the members that had not recorded the round.
         missing: Vec<String>,
+        /// Messages sent before the cut whose arrival was never reported.
+        unaccounted: i64,
     },
-    /// Some nodes stopped (or panicked) before reporting; the round cannot complete.
-    #[error("snapshot round {round} failed: node(s) {stopped:?} stopped before reporting")]
-    NodeStopped {
+    /// A member's actor panicked before it recorded the round.
+    #[error("snapshot round {round} failed: node {node:?} panicked: {reason}")]
+    NodePanicked {
         /// The round.
         round: RoundId,
-        /// Names of the stopped nodes that had not reported.
-        stopped: Vec<String>,
+        /// The node's name.
+        node: String,
+        /// The panic message.
+        reason: String,
     },
-    /// A node could not take part (its state or a message could not be encoded, or a
-    /// channel was not used FIFO).
+    /// A node could not take part (its state or a message could not be encoded).
     #[error("snapshot round {round} failed on node {node:?}: {reason}")]
     NodeFailed {
         /// The round.
@@ -110,7 +154,27 @@ pub enum SnapshotError {
         /// What went wrong.
         reason: String,
     },
-    /// The group was shut down (its collector is gone).
+    /// More in-flight messages were seen than were sent (a message duplicated in transit).
+    #[error("snapshot round {round} failed: {excess} more message(s) in flight than were sent")]
+    Unbalanced {
+        /// The round.
+        round: RoundId,
+        /// How many too many.
+        excess: i64,
+    },
+    /// The round was aborted.
+    #[error("snapshot round {round} was aborted")]
+    Aborted {
+        /// The round.
+        round: RoundId,
+    },
+    /// As many rounds as the group allows are already in progress.
+    #[error("{limit} snapshot rounds are already in progress")]
+    TooManyRounds {
+        /// The limit ([`GroupBuilder::max_concurrent_rounds`](crate::GroupBuilder::max_concurrent_rounds)).
+        limit: usize,
+    },
+    /// The group was shut down.
     #[error("the snapshot group is no longer running")]
     GroupStopped,
 }

@@ -2,23 +2,28 @@
 //!
 //! A snapshot holds, for one round:
 //!
-//! - every node's state, encoded with MessagePack (`rmp-serde`, field names kept), the name
-//!   of its actor type and the type's [`STATE_VERSION`](crate::Snapshottable::STATE_VERSION);
-//! - every channel's recorded messages — sent before the sender recorded its state, received
-//!   after the receiver recorded its own — in order, with the channel's sequence counters;
-//! - every ingress handle's offset: how many of its messages the receiving node had handled
-//!   when it recorded its state (a source replays from there after a restore).
+//! - every member node's state, encoded with MessagePack (`rmp-serde`, field names kept), the
+//!   stable tag of its actor type ([`StateType::type_tag`]) and the type's state version;
+//! - every message in flight at the cut — sent before its sender's cut, received after its
+//!   receiver's — grouped by path (sender, receiver, message type), in arrival order;
+//! - every named ingress source's offset: how many of its messages the receiving node had
+//!   handled at its cut (a source replays from there after a restore).
+//!
+//! Nodes are identified by [`NodeId`]; ids are sparse in a group where nodes come and go, so
+//! `nodes` is sorted by id and looked up by binary search. A path's sender may be a node that
+//! had already stopped at the cut (its message was still travelling); its receiver is always a
+//! node of the snapshot.
 //!
 //! Nothing is decoded until asked: [`GlobalSnapshot::states`], [`GlobalSnapshot::state`],
-//! [`GlobalSnapshot::in_flight`] and [`GlobalSnapshot::channel_messages`] decode on demand
-//! and check the recorded type name first.
+//! [`GlobalSnapshot::in_flight`] and [`GlobalSnapshot::path_messages`] decode on demand and
+//! check the recorded type tag first.
 //!
 //! # File format
 //!
 //! ```text
 //! offset  size  field
 //! 0       8     magic  "ACTXSNAP"
-//! 8       2     format version, little endian (currently 1)
+//! 8       2     format version, little endian (currently 2)
 //! 10      2     flags, 0
 //! 12      8     body length N, little endian
 //! 20      N     body: the GlobalSnapshot as MessagePack
@@ -52,16 +57,36 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_bytes::ByteBuf;
 
 use crate::error::DecodeError;
-use crate::{NodeId, Snapshottable};
+use crate::protocol::NodeId;
 
 /// The first eight bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"ACTXSNAP";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Size of the fixed header before the body.
 pub const HEADER_LEN: usize = 20;
 /// Size of the checksum after the body.
 pub const CHECKSUM_LEN: usize = 4;
+
+/// The stable name of a Rust type in snapshot files: the type's own name without its module
+/// path (`bank::Branch` becomes `Branch`). A generic type keeps its full name.
+pub fn short_type_name(full: &'static str) -> &'static str {
+    if full.contains('<') {
+        return full;
+    }
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// What a snapshot knows of an actor type: its state type, stable tag and state version.
+/// Implemented for every [`Snapshottable`](crate::Snapshottable) actor; typed views take it.
+pub trait StateType {
+    /// The recorded state.
+    type State: DeserializeOwned;
+    /// The tag recorded with each of this type's nodes.
+    fn type_tag() -> &'static str;
+    /// The version of the state's shape.
+    fn state_version() -> u32;
+}
 
 /// One node's share of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,41 +94,41 @@ pub const CHECKSUM_LEN: usize = 4;
 pub struct NodeSnapshot {
     /// The node's id in its group.
     pub id: NodeId,
-    /// The node's name, unique in its group.
+    /// The node's name, unique among the group's live nodes.
     pub name: String,
-    /// Rust type name of the node's actor.
+    /// The stable tag of the node's actor type.
     pub actor_type: String,
-    /// The actor type's [`STATE_VERSION`](crate::Snapshottable::STATE_VERSION) when recorded.
+    /// The actor type's state version when recorded.
     pub state_version: u32,
     /// The state, MessagePack-encoded.
     pub state: ByteBuf,
     /// Nodes this node reported waiting for (see
     /// [`Snapshottable::waits_for`](crate::Snapshottable::waits_for)).
     pub waits_for: Vec<NodeId>,
+    /// Messages from other nodes it had received at its cut (since it started or was
+    /// restored).
+    pub received: u64,
+    /// Messages to other nodes it had sent at its cut.
+    pub sent: u64,
+    /// Messages from unnamed senders outside the group it had handled at its cut.
+    pub external: u64,
 }
 
-/// One channel's share of a snapshot.
+/// The messages in flight on one path (sender, receiver, message type) at the cut.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct ChannelSnapshot {
-    /// The channel's id in its group.
-    pub id: u32,
-    /// Sending node.
+pub struct PathSnapshot {
+    /// Sending node (possibly one that had stopped at the cut).
     pub from: NodeId,
-    /// Receiving node.
+    /// Receiving node, a node of the snapshot.
     pub to: NodeId,
-    /// Rust type name of the channel's messages.
+    /// The stable tag of the messages' type.
     pub message_type: String,
-    /// Messages the sender had sent on this channel when it recorded its state.
-    pub sent: u64,
-    /// Messages the receiver had handled from this channel when it recorded its state.
-    pub delivered: u64,
-    /// Messages in flight at the cut (`sent - delivered` of them), in send order,
-    /// each MessagePack-encoded.
+    /// The messages, each MessagePack-encoded, in the order they arrived.
     pub messages: Vec<ByteBuf>,
 }
 
-/// One ingress handle's share of a snapshot.
+/// One ingress source's share of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct IngressSnapshot {
@@ -113,15 +138,15 @@ pub struct IngressSnapshot {
     pub name: String,
     /// Receiving node.
     pub to: NodeId,
-    /// Rust type name of its messages.
+    /// The stable tag of its messages' type.
     pub message_type: String,
-    /// Messages of this ingress that the receiver had handled when it recorded its state.
-    /// After a restore, the source resends from message number `offset` (0-based).
+    /// Messages of this ingress that the receiver had handled at its cut. After a restore,
+    /// the source resends from message number `offset` (0-based).
     pub offset: u64,
 }
 
-/// A consistent global snapshot: every node's state and every channel's in-flight messages
-/// at one consistent cut. See the [module docs](self).
+/// A consistent global snapshot: the state of every node of a group at one consistent cut and
+/// every message in flight between them. See the [module docs](self).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct GlobalSnapshot {
@@ -129,12 +154,14 @@ pub struct GlobalSnapshot {
     pub id: u64,
     /// When the round started, in milliseconds since the Unix epoch.
     pub taken_at_ms: u64,
-    /// Nodes, by id.
+    /// Member nodes, sorted by id.
     pub nodes: Vec<NodeSnapshot>,
-    /// Channels, by id.
-    pub channels: Vec<ChannelSnapshot>,
-    /// Ingress handles, by id.
+    /// In-flight messages, by path; paths sorted by (from, to, type).
+    pub paths: Vec<PathSnapshot>,
+    /// Ingress sources whose receiving node is in the snapshot, by id.
     pub ingress: Vec<IngressSnapshot>,
+    /// The id the group would give its next node (a restored group continues from here).
+    pub next_node_id: u64,
 }
 
 fn decode_value<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, DecodeError> {
@@ -157,24 +184,32 @@ impl GlobalSnapshot {
             })
     }
 
+    /// Node `id`, if the snapshot has it.
+    pub fn node_by_id(&self, id: NodeId) -> Option<&NodeSnapshot> {
+        self.nodes
+            .binary_search_by_key(&id, |n| n.id)
+            .ok()
+            .map(|i| &self.nodes[i])
+    }
+
     /// The name of node `id`, if the snapshot has it.
     pub fn node_name(&self, id: NodeId) -> Option<&str> {
-        self.nodes.get(id.index()).map(|n| n.name.as_str())
+        self.node_by_id(id).map(|n| n.name.as_str())
     }
 
     /// The decoded state of node `name`, which must run actor type `A`.
-    pub fn state<A: Snapshottable>(&self, name: &str) -> Result<A::State, DecodeError> {
+    pub fn state<A: StateType>(&self, name: &str) -> Result<A::State, DecodeError> {
         let node = self.node(name)?;
-        check_type::<A>(&format!("node {name:?}"), &node.actor_type)?;
+        check_tag(&format!("node {name:?}"), A::type_tag(), &node.actor_type)?;
         decode_value(&format!("state of node {name:?}"), &node.state)
     }
 
-    /// The decoded states of every node running actor type `A`, in node order, with names.
-    pub fn states_named<A: Snapshottable>(&self) -> Result<Vec<(&str, A::State)>, DecodeError> {
-        let ty = std::any::type_name::<A>();
+    /// The decoded states of every node running actor type `A`, in id order, with names.
+    pub fn states_named<A: StateType>(&self) -> Result<Vec<(&str, A::State)>, DecodeError> {
+        let tag = A::type_tag();
         self.nodes
             .iter()
-            .filter(|n| n.actor_type == ty)
+            .filter(|n| n.actor_type == tag)
             .map(|n| {
                 decode_value(&format!("state of node {:?}", n.name), &n.state)
                     .map(|s| (n.name.as_str(), s))
@@ -182,7 +217,7 @@ impl GlobalSnapshot {
             .collect()
     }
 
-    /// The decoded states of every node running actor type `A`, in node order.
+    /// The decoded states of every node running actor type `A`, in id order.
     ///
     /// ```
     /// # use actix_snapshot::{GlobalSnapshot, Snapshottable};
@@ -195,7 +230,7 @@ impl GlobalSnapshot {
     /// let total: u64 = snap.states::<Branch>()?.sum();
     /// # Ok(()) }
     /// ```
-    pub fn states<A: Snapshottable>(
+    pub fn states<A: StateType>(
         &self,
     ) -> Result<impl ExactSizeIterator<Item = A::State> + use<A>, DecodeError> {
         Ok(self
@@ -206,65 +241,64 @@ impl GlobalSnapshot {
             .into_iter())
     }
 
-    /// The decoded in-flight messages of every channel carrying `M`, channel by channel,
-    /// each channel in send order.
+    /// The decoded in-flight messages of type `M` on every path, path by path, each path in
+    /// arrival order.
     pub fn in_flight<M: DeserializeOwned>(
         &self,
     ) -> Result<impl ExactSizeIterator<Item = M> + use<M>, DecodeError> {
-        let ty = std::any::type_name::<M>();
+        let tag = short_type_name(std::any::type_name::<M>());
         let mut out = Vec::new();
-        for ch in self.channels.iter().filter(|c| c.message_type == ty) {
-            for m in &ch.messages {
-                out.push(decode_value(&self.channel_label(ch), m)?);
+        for p in self.paths.iter().filter(|p| p.message_type == tag) {
+            for m in &p.messages {
+                out.push(decode_value(&self.path_label(p), m)?);
             }
         }
         Ok(out.into_iter())
     }
 
-    /// The decoded in-flight messages of the channel from node `from` to node `to` carrying
-    /// `M`, in send order.
-    pub fn channel_messages<M: DeserializeOwned>(
+    /// The decoded in-flight messages of type `M` from node `from` to node `to` (by name), in
+    /// arrival order; empty when none was in flight.
+    pub fn path_messages<M: DeserializeOwned>(
         &self,
         from: &str,
         to: &str,
     ) -> Result<Vec<M>, DecodeError> {
         let (f, t) = (self.node(from)?.id, self.node(to)?.id);
-        let ty = std::any::type_name::<M>();
-        let mut candidates = self
-            .channels
-            .iter()
-            .filter(|c| c.from == f && c.to == t)
-            .peekable();
-        let Some(first) = candidates.peek().copied() else {
-            return Err(DecodeError::NotFound {
-                kind: "channel",
-                name: format!("{from} -> {to}"),
-            });
-        };
-        let Some(ch) = candidates.find(|c| c.message_type == ty) else {
-            return Err(DecodeError::TypeMismatch {
-                what: self.channel_label(first),
-                expected: ty.to_string(),
-                found: first.message_type.clone(),
-            });
-        };
-        let label = self.channel_label(ch);
-        ch.messages
-            .iter()
-            .map(|m| decode_value(&label, m))
-            .collect()
+        self.path_messages_by_id(f, t)
     }
 
-    /// Total number of in-flight messages recorded, over all channels.
+    /// The decoded in-flight messages of type `M` from node `from` to node `to`, in arrival
+    /// order; empty when none was in flight.
+    pub fn path_messages_by_id<M: DeserializeOwned>(
+        &self,
+        from: NodeId,
+        to: NodeId,
+    ) -> Result<Vec<M>, DecodeError> {
+        let tag = short_type_name(std::any::type_name::<M>());
+        let mut out = Vec::new();
+        for p in self
+            .paths
+            .iter()
+            .filter(|p| p.from == from && p.to == to && p.message_type == tag)
+        {
+            let label = self.path_label(p);
+            for m in &p.messages {
+                out.push(decode_value(&label, m)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Total number of in-flight messages recorded, over all paths.
     pub fn in_flight_count(&self) -> usize {
-        self.channels.iter().map(|c| c.messages.len()).sum()
+        self.paths.iter().map(|c| c.messages.len()).sum()
     }
 
     /// Bytes of recorded state and message payload (without framing).
     pub fn payload_bytes(&self) -> usize {
         self.nodes.iter().map(|n| n.state.len()).sum::<usize>()
             + self
-                .channels
+                .paths
                 .iter()
                 .flat_map(|c| c.messages.iter())
                 .map(|m| m.len())
@@ -283,12 +317,12 @@ impl GlobalSnapshot {
             })
     }
 
-    fn channel_label(&self, ch: &ChannelSnapshot) -> String {
-        format!(
-            "channel {} -> {}",
-            self.node_name(ch.from).unwrap_or("?"),
-            self.node_name(ch.to).unwrap_or("?")
-        )
+    fn path_label(&self, p: &PathSnapshot) -> String {
+        let name = |id: NodeId| {
+            self.node_name(id)
+                .map_or_else(|| format!("#{id}"), str::to_string)
+        };
+        format!("path {} -> {}", name(p.from), name(p.to))
     }
 
     /// Encodes the snapshot in the file format described in the [module docs](self).
@@ -354,41 +388,33 @@ impl GlobalSnapshot {
         Ok(snap)
     }
 
-    /// Checks the references and counters inside a decoded snapshot.
+    /// Checks the references inside a decoded snapshot.
     fn validate(&self) -> Result<(), DecodeError> {
-        let n = self.nodes.len();
-        for (i, node) in self.nodes.iter().enumerate() {
-            if node.id.index() != i {
+        for w in self.nodes.windows(2) {
+            if w[0].id >= w[1].id {
                 return Err(DecodeError::Body(format!(
-                    "node {:?} has id {} at position {i}",
-                    node.name, node.id.0
-                )));
-            }
-            if let Some(w) = node.waits_for.iter().find(|w| w.index() >= n) {
-                return Err(DecodeError::Body(format!(
-                    "node {:?} waits for unknown node {}",
-                    node.name, w.0
+                    "nodes are not sorted by id ({} then {})",
+                    w[0].id, w[1].id
                 )));
             }
         }
-        for ch in &self.channels {
-            if ch.from.index() >= n || ch.to.index() >= n {
+        if let Some(last) = self.nodes.last() {
+            if last.id.0 >= self.next_node_id {
                 return Err(DecodeError::Body(format!(
-                    "channel {} links unknown nodes",
-                    ch.id
-                )));
-            }
-            if ch.delivered.checked_add(ch.messages.len() as u64) != Some(ch.sent) {
-                return Err(DecodeError::Body(format!(
-                    "channel {}: {} delivered + {} in flight != {} sent",
-                    ch.id,
-                    ch.delivered,
-                    ch.messages.len(),
-                    ch.sent
+                    "node id {} is not below next_node_id {}",
+                    last.id, self.next_node_id
                 )));
             }
         }
-        if let Some(i) = self.ingress.iter().find(|i| i.to.index() >= n) {
+        for p in &self.paths {
+            if self.node_by_id(p.to).is_none() {
+                return Err(DecodeError::Body(format!(
+                    "in-flight messages to unknown node {}",
+                    p.to
+                )));
+            }
+        }
+        if let Some(i) = self.ingress.iter().find(|i| self.node_by_id(i.to).is_none()) {
             return Err(DecodeError::Body(format!(
                 "ingress {:?} feeds an unknown node",
                 i.name
@@ -398,8 +424,7 @@ impl GlobalSnapshot {
     }
 }
 
-fn check_type<A>(what: &str, found: &str) -> Result<(), DecodeError> {
-    let expected = std::any::type_name::<A>();
+fn check_tag(what: &str, expected: &str, found: &str) -> Result<(), DecodeError> {
     if expected == found {
         Ok(())
     } else {

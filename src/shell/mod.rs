@@ -1,0 +1,27 @@
+//! The actix shell: carries what the [protocol](crate::protocol) machines emit between actix
+//! actors. Nothing in it decides when to record or what counts as in flight.
+//!
+//! | module      | what                                                                     |
+//! |-------------|--------------------------------------------------------------------------|
+//! | `runtime`   | the tracker behind a lock, the registry of live nodes, waiters, shutdown |
+//! | `envelope`  | send stamps, [`Envelope`], the address resolver used by restores        |
+//! | `actor`     | [`Snapshottable`], [`Receive`], [`SnapCtx`], [`NodeActor`], [`NodeAddr`]   |
+//! | `handles`   | [`NodeRecipient`], [`Out`], [`Ingress`]                                  |
+//! | `group`     | [`SnapshotGroup`], the running group                                     |
+//! | `builder`   | [`GroupBuilder`]: options, declared nodes, start and restore             |
+//!
+//! Each module uses only those above it in this table.
+
+mod actor;
+mod envelope;
+mod handles;
+mod builder;
+mod group;
+mod runtime;
+
+pub use actor::{NodeActor, NodeAddr, Payload, Receive, SnapCtx, Snapshottable};
+pub use envelope::Envelope;
+pub use handles::{Ingress, IngressClosed, NodeRecipient, Out};
+pub use builder::{GroupBuilder, NodeRef};
+pub use group::SnapshotGroup;
+pub use runtime::{SnapshotOptions, SnapshotStats};

@@ -1,0 +1,622 @@
+//! The state a group's nodes and handles share: the [`RoundTracker`] behind one lock, the
+//! registry of live nodes, waiters for rounds, and the code that carries the tracker's outputs
+//! (start messages to nodes, results to waiters). Nothing here knows a user's actor type.
+//!
+//! Notes from a node reach the tracker synchronously, under the lock, from the node's own
+//! thread, in the order the node emitted them — the order the protocol asks for. A child's
+//! registration happens inside its parent's handler, so it precedes every later note of the
+//! parent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::{ArbiterHandle, Recipient, WeakRecipient};
+use futures::channel::oneshot;
+use serde_bytes::ByteBuf;
+
+use crate::error::{SnapshotError, SpawnError};
+use crate::protocol::{
+    CompletedRound, NodeId, NodeOutput, RoundFailure, RoundId, RoundTracker, StartError,
+    TrackerConfig, TrackerOutput,
+};
+use crate::snapshot::{GlobalSnapshot, IngressSnapshot, NodeSnapshot, PathSnapshot};
+
+/// A node's recorded state, shared by every round one record covers.
+#[derive(Debug)]
+pub(crate) struct NodeRecord {
+    pub(crate) name: Arc<str>,
+    pub(crate) type_tag: &'static str,
+    pub(crate) version: u32,
+    pub(crate) state: Vec<u8>,
+    pub(crate) waits_for: Vec<NodeId>,
+}
+
+pub(crate) type Rec = Arc<NodeRecord>;
+
+/// A recorded in-flight message: its type's tag and its MessagePack encoding.
+#[derive(Debug, Clone)]
+pub(crate) struct RecMsg {
+    pub(crate) tag: &'static str,
+    pub(crate) bytes: Vec<u8>,
+}
+
+pub(crate) type Output = NodeOutput<Rec, RecMsg>;
+
+/// Control messages from the group to a node.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Control {
+    Start(RoundId),
+    Shutdown,
+}
+
+impl actix::Message for Control {
+    type Result = ();
+}
+
+/// Settings of a group's rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// How long a round may take before it fails with
+    /// [`SnapshotError::Timeout`](crate::SnapshotError::Timeout).
+    pub timeout: Duration,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions {
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SnapshotOptions {
+    /// These options with another timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// Counters and figures of a group's snapshot rounds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SnapshotStats {
+    /// Rounds started.
+    pub started: u64,
+    /// Rounds completed.
+    pub completed: u64,
+    /// Rounds that failed on timeout.
+    pub timed_out: u64,
+    /// Rounds that failed for another reason (a panic, a failure to encode).
+    pub failed: u64,
+    /// Rounds in progress now.
+    pub in_progress: u64,
+    /// Id of the last completed round.
+    pub last_round: Option<RoundId>,
+    /// Duration of the last completed round, from start to assembled snapshot.
+    pub last_duration: Duration,
+    /// Longest completed round so far.
+    pub max_duration: Duration,
+    /// Sum of the durations of all completed rounds.
+    pub total_duration: Duration,
+    /// Recorded payload bytes (states and messages) of the last completed round.
+    pub last_bytes: u64,
+    /// In-flight messages recorded by the last completed round.
+    pub last_in_flight: u64,
+    /// Live nodes now.
+    pub nodes: u64,
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<GlobalSnapshot, SnapshotError>>;
+
+pub(crate) struct LiveNode {
+    pub(crate) control: Recipient<Control>,
+    pub(crate) name: Arc<str>,
+}
+
+pub(crate) struct IngressInfo {
+    pub(crate) name: String,
+    pub(crate) to: NodeId,
+    pub(crate) message_type: &'static str,
+}
+
+/// How a node joins.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Join {
+    /// Spawned from outside the group (with a fixed id for a declared node).
+    Outside(Option<NodeId>),
+    /// Spawned by a node at this epoch, from its handler.
+    Child(RoundId),
+    /// Restored from the snapshot of this round, with this id.
+    Restored(RoundId, NodeId),
+}
+
+pub(crate) struct State {
+    pub(crate) tracker: RoundTracker<Rec, RecMsg>,
+    pub(crate) nodes: HashMap<NodeId, LiveNode>,
+    pub(crate) names: HashMap<Arc<str>, NodeId>,
+    tombstones: Vec<WeakRecipient<Control>>,
+    prune_at: usize,
+    pub(crate) next_id: u64,
+    pub(crate) ingress: Vec<IngressInfo>,
+    waiters: HashMap<RoundId, Reply>,
+    pub(crate) stats: SnapshotStats,
+    pub(crate) stopped: bool,
+}
+
+/// A round's result on its way to its waiter, assembled outside the lock.
+enum Finished {
+    Done {
+        reply: Option<Reply>,
+        round: CompletedRound<Rec, RecMsg>,
+        ingress: Vec<(u32, String, NodeId, &'static str)>,
+        next_node_id: u64,
+    },
+    Failed {
+        reply: Option<Reply>,
+        error: SnapshotError,
+    },
+}
+
+/// What a group's handles and nodes share.
+pub(crate) struct Shared {
+    pub(crate) uid: u64,
+    pub(crate) options: SnapshotOptions,
+    /// Every round up to this one is finished (a hint for nodes, read without the lock).
+    pub(crate) closed: AtomicU64,
+    state: Mutex<State>,
+    pub(crate) home: Place,
+    pub(crate) arbiters: Vec<Place>,
+    next_arbiter: AtomicU64,
+}
+
+/// An arbiter and the thread it runs on.
+#[derive(Debug, Clone)]
+pub(crate) struct Place {
+    pub(crate) arbiter: ArbiterHandle,
+    pub(crate) thread: std::thread::ThreadId,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        uid: u64,
+        options: SnapshotOptions,
+        tracker: RoundTracker<Rec, RecMsg>,
+        next_id: u64,
+        home: Place,
+        arbiters: Vec<Place>,
+    ) -> Self {
+        let closed = tracker.closed_through();
+        Shared {
+            uid,
+            options,
+            closed: AtomicU64::new(closed),
+            state: Mutex::new(State {
+                tracker,
+                nodes: HashMap::new(),
+                names: HashMap::new(),
+                tombstones: Vec::new(),
+                prune_at: 64,
+                next_id,
+                ingress: Vec::new(),
+                waiters: HashMap::new(),
+                stats: SnapshotStats::default(),
+                stopped: false,
+            }),
+            home,
+            arbiters,
+            next_arbiter: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn tracker_config(max_concurrent: usize) -> TrackerConfig {
+        TrackerConfig {
+            max_concurrent: max_concurrent.max(1),
+            ..TrackerConfig::default()
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The arbiter for a node spawned from outside: the next one round-robin, or the home
+    /// arbiter when the group has none of its own.
+    pub(crate) fn pick_arbiter(&self, index: Option<usize>) -> Place {
+        if self.arbiters.is_empty() {
+            return self.home.clone();
+        }
+        let i = match index {
+            Some(i) => i % self.arbiters.len(),
+            None => {
+                self.next_arbiter.fetch_add(1, Ordering::Relaxed) as usize % self.arbiters.len()
+            }
+        };
+        self.arbiters[i].clone()
+    }
+
+    /// Registers a node: a unique name, an id, its epoch; sends it the start of any open round.
+    pub(crate) fn register(
+        &self,
+        name: Arc<str>,
+        join: Join,
+        control: Recipient<Control>,
+    ) -> Result<(NodeId, RoundId), SpawnError> {
+        let mut st = self.lock();
+        if st.stopped {
+            return Err(SpawnError::GroupStopped);
+        }
+        if st.names.contains_key(&name) {
+            return Err(SpawnError::DuplicateName(name.to_string()));
+        }
+        let (id, epoch) = match join {
+            Join::Restored(round, id) => (id, st.tracker.register_restored(id, round)),
+            Join::Outside(_) | Join::Child(_) => {
+                let id = match join {
+                    Join::Outside(Some(id)) => id,
+                    _ => NodeId(st.next_id),
+                };
+                let epoch = match join {
+                    Join::Child(e) => st.tracker.register_child(id, e),
+                    _ => st.tracker.register_outside(id),
+                };
+                let Some(epoch) = epoch else {
+                    return Err(SpawnError::DuplicateName(name.to_string()));
+                };
+                (id, epoch)
+            }
+        };
+        st.next_id = st.next_id.max(id.0 + 1);
+        st.names.insert(Arc::clone(&name), id);
+        st.nodes.insert(id, LiveNode { control, name });
+        st.stats.nodes = st.nodes.len() as u64;
+        let finished = self.process(&mut st);
+        drop(st);
+        finish(finished);
+        Ok((id, epoch))
+    }
+
+    /// A node's notes, in order. `tombstone` is the node's weak control handle when the notes
+    /// include its departure, so that shutdown can still reach it.
+    pub(crate) fn notes(
+        &self,
+        id: NodeId,
+        mut next: impl FnMut() -> Option<Output>,
+        tombstone: Option<WeakRecipient<Control>>,
+    ) {
+        let mut st = self.lock();
+        let mut gone = false;
+        while let Some(note) = next() {
+            match note {
+                NodeOutput::Record(r) => st.tracker.handle_record(id, r),
+                NodeOutput::Late(l) => st.tracker.handle_late(id, l),
+                NodeOutput::Left {
+                    epoch,
+                    sent,
+                    received,
+                } => {
+                    st.tracker.handle_left(id, epoch, sent, received);
+                    gone = true;
+                }
+                NodeOutput::Panicked {
+                    epoch,
+                    sent,
+                    received,
+                    reason,
+                } => {
+                    st.tracker
+                        .handle_panicked(id, epoch, sent, received, reason);
+                    gone = true;
+                }
+            }
+        }
+        let finished = self.process(&mut st);
+        if gone {
+            if let Some(node) = st.nodes.remove(&id) {
+                st.names.remove(&node.name);
+            }
+            st.stats.nodes = st.nodes.len() as u64;
+            if let Some(t) = tombstone {
+                if !st.stopped {
+                    st.tombstones.push(t);
+                    if st.tombstones.len() >= st.prune_at {
+                        st.tombstones.retain(|t| t.upgrade().is_some());
+                        st.prune_at = (st.tombstones.len() * 2).max(64);
+                    }
+                }
+            }
+        }
+        drop(st);
+        finish(finished);
+    }
+
+    /// Starts a round; the receiver gets its snapshot or why it failed.
+    pub(crate) fn start_round(
+        self: &Arc<Self>,
+        timeout: Duration,
+    ) -> Result<oneshot::Receiver<Result<GlobalSnapshot, SnapshotError>>, SnapshotError> {
+        let (tx, rx) = oneshot::channel();
+        let mut st = self.lock();
+        if st.stopped {
+            return Err(SnapshotError::GroupStopped);
+        }
+        let round = match st.tracker.handle_start(Instant::now(), timeout) {
+            Ok(r) => r,
+            Err(StartError::TooManyRounds { limit }) => {
+                return Err(SnapshotError::TooManyRounds { limit });
+            }
+            Err(StartError::Exhausted) => return Err(SnapshotError::GroupStopped),
+        };
+        st.stats.started += 1;
+        st.waiters.insert(round, tx);
+        let finished = self.process(&mut st);
+        drop(st);
+        finish(finished);
+        tracing::debug!(round, "snapshot round started");
+        let shared = Arc::clone(self);
+        self.home.arbiter.spawn(async move {
+            actix_rt::time::sleep(timeout).await;
+            shared.on_timeout();
+        });
+        Ok(rx)
+    }
+
+    fn on_timeout(&self) {
+        let mut st = self.lock();
+        st.tracker.handle_timeout(Instant::now());
+        let finished = self.process(&mut st);
+        drop(st);
+        finish(finished);
+    }
+
+    /// Stops every node the group started, live or tombstone; rounds in progress fail with
+    /// [`SnapshotError::GroupStopped`].
+    pub(crate) fn shutdown(&self) {
+        let mut st = self.lock();
+        if st.stopped {
+            return;
+        }
+        st.stopped = true;
+        for (_, node) in st.nodes.drain() {
+            node.control.do_send(Control::Shutdown);
+        }
+        st.names.clear();
+        for t in st.tombstones.drain(..) {
+            if let Some(r) = t.upgrade() {
+                r.do_send(Control::Shutdown);
+            }
+        }
+        st.waiters.clear();
+        st.stats.nodes = 0;
+        drop(st);
+        for a in &self.arbiters {
+            a.arbiter.stop();
+        }
+    }
+
+    /// Carries out the tracker's outputs that need the lock (start messages, stats) and
+    /// returns the results to hand to waiters once the lock is released.
+    fn process(&self, st: &mut State) -> Vec<Finished> {
+        let mut finished = Vec::new();
+        while let Some(out) = st.tracker.poll() {
+            match out {
+                TrackerOutput::StartAll { round } => {
+                    for node in st.nodes.values() {
+                        node.control.do_send(Control::Start(round));
+                    }
+                }
+                TrackerOutput::StartNode { node, round } => {
+                    if let Some(n) = st.nodes.get(&node) {
+                        n.control.do_send(Control::Start(round));
+                    }
+                }
+                TrackerOutput::Closed { through } => {
+                    self.closed.store(through, Ordering::Relaxed);
+                }
+                TrackerOutput::Completed(round) => {
+                    st.stats.completed += 1;
+                    let reply = st.waiters.remove(&round.round);
+                    let ingress = st
+                        .ingress
+                        .iter()
+                        .enumerate()
+                        .map(|(i, info)| (i as u32, info.name.clone(), info.to, info.message_type))
+                        .collect();
+                    finished.push(Finished::Done {
+                        reply,
+                        round,
+                        ingress,
+                        next_node_id: st.next_id,
+                    });
+                }
+                TrackerOutput::Failed { round, failure } => {
+                    let name = |id: NodeId| {
+                        st.nodes
+                            .get(&id)
+                            .map_or_else(|| format!("#{id}"), |n| n.name.to_string())
+                    };
+                    let error = match failure {
+                        RoundFailure::Timeout {
+                            missing,
+                            unaccounted,
+                        } => {
+                            st.stats.timed_out += 1;
+                            SnapshotError::Timeout {
+                                round,
+                                waited: self.options.timeout,
+                                missing: missing.into_iter().map(name).collect(),
+                                unaccounted,
+                            }
+                        }
+                        RoundFailure::NodeFailed { node, reason } => SnapshotError::NodeFailed {
+                            round,
+                            node: name(node),
+                            reason,
+                        },
+                        RoundFailure::NodePanicked { node, reason } => {
+                            SnapshotError::NodePanicked {
+                                round,
+                                node: name(node),
+                                reason,
+                            }
+                        }
+                        RoundFailure::Unbalanced { excess } => {
+                            SnapshotError::Unbalanced { round, excess }
+                        }
+                        RoundFailure::Aborted => SnapshotError::Aborted { round },
+                    };
+                    if !matches!(error, SnapshotError::Timeout { .. }) {
+                        st.stats.failed += 1;
+                    }
+                    tracing::warn!(round, %error, "snapshot round failed");
+                    let reply = st.waiters.remove(&round);
+                    finished.push(Finished::Failed { reply, error });
+                }
+            }
+        }
+        st.stats.in_progress = st.tracker.open_rounds().count() as u64;
+        finished
+    }
+
+    /// Records the figures of a completed round.
+    fn account(&self, snap: &GlobalSnapshot, took: Duration) {
+        let mut st = self.lock();
+        let s = &mut st.stats;
+        s.last_round = Some(snap.id);
+        s.last_duration = took;
+        s.max_duration = s.max_duration.max(took);
+        s.total_duration += took;
+        s.last_bytes = snap.payload_bytes() as u64;
+        s.last_in_flight = snap.in_flight_count() as u64;
+    }
+
+    pub(crate) fn stats(&self) -> SnapshotStats {
+        self.lock().stats.clone()
+    }
+}
+
+/// Hands results to their waiters (outside the lock).
+fn finish(finished: Vec<Finished>) {
+    for f in finished {
+        match f {
+            Finished::Done {
+                reply,
+                round,
+                ingress,
+                next_node_id,
+            } => {
+                let started = round.started;
+                let snap = assemble(round, &ingress, next_node_id);
+                let took = started.elapsed();
+                tracing::debug!(
+                    round = snap.id,
+                    nodes = snap.nodes.len(),
+                    in_flight = snap.in_flight_count(),
+                    ms = took.as_secs_f64() * 1e3,
+                    "snapshot round completed"
+                );
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(snap));
+                }
+            }
+            Finished::Failed { reply, error } => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Waits for a round's result and accounts for it.
+    pub(crate) async fn wait(
+        self: &Arc<Self>,
+        rx: oneshot::Receiver<Result<GlobalSnapshot, SnapshotError>>,
+        started: Instant,
+    ) -> Result<GlobalSnapshot, SnapshotError> {
+        let snap = rx.await.map_err(|_| SnapshotError::GroupStopped)??;
+        self.account(&snap, started.elapsed());
+        Ok(snap)
+    }
+}
+
+/// Builds the [`GlobalSnapshot`] of a completed round.
+fn assemble(
+    round: CompletedRound<Rec, RecMsg>,
+    ingress: &[(u32, String, NodeId, &'static str)],
+    next_node_id: u64,
+) -> GlobalSnapshot {
+    let since_start = round.started.elapsed();
+    let taken_at_ms = SystemTime::now()
+        .checked_sub(since_start)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut offsets: HashMap<(NodeId, u32), u64> = HashMap::new();
+    let mut nodes: Vec<NodeSnapshot> = Vec::with_capacity(round.records.len());
+    for (id, rec) in round.records {
+        for (source, n) in &rec.ingress {
+            offsets.insert((id, *source), *n);
+        }
+        let Ok(state) = rec.state else { continue };
+        let (name, type_tag, version, waits_for, bytes) = match Arc::try_unwrap(state) {
+            Ok(r) => (r.name, r.type_tag, r.version, r.waits_for, r.state),
+            Err(shared) => (
+                Arc::clone(&shared.name),
+                shared.type_tag,
+                shared.version,
+                shared.waits_for.clone(),
+                shared.state.clone(),
+            ),
+        };
+        nodes.push(NodeSnapshot {
+            id,
+            name: name.to_string(),
+            actor_type: type_tag.to_string(),
+            state_version: version,
+            state: ByteBuf::from(bytes),
+            waits_for,
+            received: rec.received,
+            sent: rec.sent,
+            external: rec.external,
+        });
+    }
+    nodes.sort_by_key(|n| n.id);
+    let mut paths: BTreeMap<(NodeId, NodeId, &'static str), Vec<ByteBuf>> = BTreeMap::new();
+    for (from, to, msg) in round.in_flight {
+        paths
+            .entry((from, to, msg.tag))
+            .or_default()
+            .push(ByteBuf::from(msg.bytes));
+    }
+    let paths = paths
+        .into_iter()
+        .map(|((from, to, tag), messages)| PathSnapshot {
+            from,
+            to,
+            message_type: tag.to_string(),
+            messages,
+        })
+        .collect();
+    let ingress = ingress
+        .iter()
+        .filter(|(_, _, to, _)| nodes.binary_search_by_key(to, |n| n.id).is_ok())
+        .map(|(id, name, to, tag)| IngressSnapshot {
+            id: *id,
+            name: name.clone(),
+            to: *to,
+            message_type: tag.to_string(),
+            offset: offsets.get(&(*to, *id)).copied().unwrap_or(0),
+        })
+        .collect();
+    GlobalSnapshot {
+        id: round.round,
+        taken_at_ms,
+        nodes,
+        paths,
+        ingress,
+        next_node_id,
+    }
+}

@@ -1,0 +1,139 @@
+//! Dynamic groups on real actix: nodes spawned from outside and from handlers, nodes that stop
+//! or panic, addresses carried in messages. Every snapshot is checked against the actors' own
+//! books: tokens are conserved and each appears exactly once.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use actix_snapshot::{
+    NodeAddr, Receive, SnapCtx, SnapshotError, SnapshotGroup, SnapshotOptions, Snapshottable,
+};
+use serde::{Deserialize, Serialize};
+
+/// A token-passing node: holds tokens, forwards each to a peer it knows.
+struct Relay {
+    held: BTreeSet<u64>,
+    peers: Vec<NodeAddr<Relay>>,
+    hops: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Tok {
+    id: u64,
+    ttl: u32,
+}
+
+/// Control from outside.
+#[derive(Serialize, Deserialize)]
+enum Cmd {
+    Meet(#[serde(skip)] Option<NodeAddr<Relay>>),
+    Spawn(String),
+    Stop,
+    Panic,
+    Stall(u64),
+}
+
+impl Snapshottable for Relay {
+    type State = BTreeSet<u64>;
+    fn snapshot_state(&self) -> BTreeSet<u64> {
+        self.held.clone()
+    }
+}
+
+impl Receive<Tok> for Relay {
+    fn receive(&mut self, t: Tok, _ctx: &mut SnapCtx<Self>) {
+        self.hops += 1;
+        if t.ttl == 0 || self.peers.is_empty() {
+            self.held.insert(t.id);
+            return;
+        }
+        let k = (t.id as usize + self.hops as usize) % self.peers.len();
+        self.peers[k].send(Tok { id: t.id, ttl: t.ttl - 1 });
+    }
+}
+
+impl Receive<Cmd> for Relay {
+    fn receive(&mut self, c: Cmd, ctx: &mut SnapCtx<Self>) {
+        match c {
+            Cmd::Meet(Some(p)) => self.peers.push(p),
+            Cmd::Meet(None) => {}
+            Cmd::Spawn(name) => {
+                let me = ctx.addr();
+                let child = ctx
+                    .spawn(name, move || Relay { held: BTreeSet::new(), peers: vec![me], hops: 0 })
+                    .unwrap();
+                // Hand the child one of our tokens, if any.
+                if let Some(id) = self.held.pop_first() {
+                    child.send(Tok { id, ttl: 3 });
+                }
+                self.peers.push(child);
+            }
+            Cmd::Stop => ctx.stop(),
+            Cmd::Panic => panic!("deliberate panic"),
+            Cmd::Stall(ms) => std::thread::sleep(Duration::from_millis(ms)),
+        }
+    }
+}
+
+fn relay() -> Relay {
+    Relay { held: BTreeSet::new(), peers: Vec::new(), hops: 0 }
+}
+
+fn tokens(snap: &actix_snapshot::GlobalSnapshot) -> Vec<u64> {
+    let mut all: Vec<u64> = snap.states::<Relay>().unwrap().flatten().collect();
+    all.extend(snap.in_flight::<Tok>().unwrap().map(|t| t.id));
+    all.sort();
+    all
+}
+
+#[actix::test]
+async fn children_stops_and_panics() {
+    let mut b = SnapshotGroup::builder();
+    b.arbiters(2);
+    let group = b.start().unwrap();
+    let a = group.spawn("a", relay).unwrap();
+    let b = group.spawn("b", relay).unwrap();
+    a.send(Cmd::Meet(Some(b.clone())));
+    b.send(Cmd::Meet(Some(a.clone())));
+    for id in 0..20 {
+        a.send(Tok { id, ttl: 1000 });
+    }
+    let s1 = group.snapshot().await.unwrap();
+    assert_eq!(tokens(&s1), (0..20).collect::<Vec<_>>());
+    a.send(Cmd::Spawn("c".into()));
+    let s2 = group.snapshot().await.unwrap();
+    assert_eq!(s2.nodes.len(), 3);
+    assert_eq!(tokens(&s2), (0..20).collect::<Vec<_>>());
+    let d = group.spawn("d", relay).unwrap();
+    d.send(Cmd::Stop);
+    let s3 = group.snapshot().await.unwrap();
+    assert!(s3.node("d").is_err());
+    let e = group.spawn("e", relay).unwrap();
+    e.send(Cmd::Panic);
+    // e panics before it records: the round it owed fails, naming it; the next one succeeds.
+    match group.snapshot().await {
+        Err(SnapshotError::NodePanicked { node, .. }) => assert_eq!(node, "e"),
+        other => panic!("{other:?}"),
+    }
+    let s4 = group.snapshot().await.unwrap();
+    assert!(s4.node("e").is_err());
+    assert_eq!(tokens(&s4), (0..20).collect::<Vec<_>>());
+    let f = group.spawn("f", relay).unwrap();
+    f.send(Cmd::Stall(400));
+    let err = group
+        .snapshot_with(SnapshotOptions::default().timeout(Duration::from_millis(100)))
+        .await
+        .unwrap_err();
+    match err {
+        // f stalls its arbiter: f and the nodes sharing that thread are named, b (on the
+        // other arbiter) recorded and is not.
+        SnapshotError::Timeout { missing, .. } => {
+            assert!(missing.contains(&"f".to_string()), "{missing:?}");
+            assert!(!missing.contains(&"b".to_string()), "{missing:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let s5 = group.snapshot().await.unwrap();
+    assert_eq!(tokens(&s5), (0..20).collect::<Vec<_>>());
+    group.shutdown();
+}
