@@ -67,7 +67,7 @@ impl TokNode {
         let k = (self.next_out + id as usize) % self.outs.len();
         self.next_out = self.next_out.wrapping_add(1);
         let out = &mut self.outs[k];
-        let target = out.target().0;
+        let target = out.target().0 as u32;
         let seq = self.books.sent.entry(target).or_insert(0);
         out.send(Tok {
             id,
@@ -203,7 +203,7 @@ pub fn mesh(n: usize) -> Vec<(u32, u32)> {
 }
 
 /// Checks a snapshot of a token network against the actors' own books:
-/// - every channel's recorded tokens are exactly those its sender counted as sent and its
+/// - every link's recorded tokens are exactly those its sender counted as sent and its
 ///   receiver had not yet counted as received, in send order;
 /// - every token injected before the cut (per the nodes' own books) is in exactly one
 ///   place: held by a node or in flight, and no other token is anywhere;
@@ -221,8 +221,8 @@ pub fn verify(snap: &GlobalSnapshot, n: usize, edges: &[(u32, u32)]) -> (usize, 
     let mut in_flight = 0;
     for &(f, t) in edges {
         let toks: Vec<Tok> = snap
-            .channel_messages(&format!("n{f}"), &format!("n{t}"))
-            .expect("channel decodes");
+            .path_messages(&format!("n{f}"), &format!("n{t}"))
+            .expect("path decodes");
         let sent = books[f as usize].sent.get(&t).copied().unwrap_or(0);
         let recv = books[t as usize].received.get(&f).copied().unwrap_or(0);
         assert!(
