@@ -1,4 +1,107 @@
-//! Consistent global snapshots for groups of [actix](https://docs.rs/actix) actors.
+//! Consistent global snapshots for groups of [actix](https://docs.rs/actix) actors that change
+//! while they run.
+//!
+//! While a group of actors keeps running, [`SnapshotGroup::snapshot`] records the state of
+//! every actor in the group *and every message in flight between them* at one consistent cut.
+//! Use a snapshot to check invariants (no money created or lost), to find deadlocks in the
+//! wait-for graph, or as a checkpoint to restart from ([`GroupBuilder::restore`]).
+//!
+//! Nodes join and leave at any moment — spawned from outside ([`SnapshotGroup::spawn`]) or by
+//! another node's handler ([`SnapCtx::spawn`]), stopped ([`SnapCtx::stop`]) or crashed — and
+//! any node can send to any node whose address ([`NodeAddr`]) it holds; addresses travel in
+//! messages and states. Nothing is declared before start, and delivery order is not assumed.
+//!
+//! # Concepts
+//!
+//! - A **node** is one of your actors inside a group. You implement [`Snapshottable`] (what its
+//!   snapshot state is) and [`Receive<M>`] for each message type; the library runs it inside
+//!   [`NodeActor`], which speaks the protocol.
+//! - A **round** is one snapshot. The protocol (module [`protocol`]) is Lai–Yang's colored
+//!   snapshots with Mattern's counting: every message carries its sender's epoch; a node
+//!   records when asked or when a message from a later epoch arrives; messages from an earlier
+//!   epoch that arrive after the cut are in flight and copied; each node reports how many
+//!   messages it sent and received, so the round knows when every in-flight message is in.
+//! - A **snapshot** ([`GlobalSnapshot`]) holds encoded states and in-flight messages with typed
+//!   views and a checksummed file format.
+//!
+//! # Example
+//!
+//! ```
+//! use actix_snapshot::{NodeAddr, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Transfer { amount: u64 }
+//!
+//! /// A bank branch: it keeps a balance and passes half of what it gets to its peer.
+//! struct Branch { balance: u64, peer: Option<NodeAddr<Branch>> }
+//!
+//! impl Snapshottable for Branch {
+//!     type State = u64;                               // what goes into a snapshot
+//!     fn snapshot_state(&self) -> u64 { self.balance }
+//! }
+//!
+//! impl Receive<Transfer> for Branch {
+//!     fn receive(&mut self, t: Transfer, _ctx: &mut SnapCtx<Self>) {
+//!         self.balance += t.amount;
+//!         let half = self.balance / 2;
+//!         if let (Some(peer), true) = (&self.peer, half > 0) {
+//!             self.balance -= half;
+//!             peer.send(Transfer { amount: half });    // colored and counted
+//!         }
+//!     }
+//! }
+//!
+//! /// Introduces a peer (addresses travel in messages).
+//! #[derive(Serialize, Deserialize)]
+//! struct Meet(NodeAddr<Branch>);
+//! impl Receive<Meet> for Branch {
+//!     fn receive(&mut self, m: Meet, _ctx: &mut SnapCtx<Self>) { self.peer = Some(m.0); }
+//! }
+//!
+//! #[actix::main]
+//! async fn main() {
+//!     let group = SnapshotGroup::new().expect("inside an actix System");
+//!     let x = group.spawn("x", || Branch { balance: 500, peer: None }).unwrap();
+//!     let y = group.spawn("y", || Branch { balance: 500, peer: None }).unwrap();
+//!     x.send(Meet(y.clone()));
+//!     y.send(Meet(x.clone()));
+//!     x.send(Transfer { amount: 0 });                 // money now circulates x <-> y
+//!
+//!     let snap = group.snapshot().await.expect("round completes");
+//!     let in_branches: u64 = snap.states::<Branch>().unwrap().sum();
+//!     let in_flight: u64 = snap.in_flight::<Transfer>().unwrap().map(|t| t.amount).sum();
+//!     assert_eq!(in_branches + in_flight, 1000);       // nothing lost, nothing doubled
+//!
+//!     let bytes = snap.to_bytes();                     // magic, version, body, CRC-32
+//!     assert_eq!(actix_snapshot::GlobalSnapshot::from_bytes(&bytes).unwrap(), snap);
+//!     group.shutdown();
+//! }
+//! ```
+//!
+//! # Where things are
+//!
+//! | module        | what                                                                   |
+//! |---------------|------------------------------------------------------------------------|
+//! | [`protocol`]  | the protocol: two pure state machines, node and round tracker (no actix) |
+//! | [`shell`]     | the actix shell: traits you implement, the node actor, the group, addresses |
+//! | [`snapshot`]  | `GlobalSnapshot`: data, typed views, file format                       |
+//! | [`error`]     | error types                                                            |
+//!
+//! # Limits
+//!
+//! - A send counts as a node-to-node message only when it runs inside one of the node's
+//!   steps (a [`Receive::receive`], a timer run through [`SnapCtx`], `on_start`). A send from
+//!   anywhere else — `main`, an HTTP handler, a future spawned on the raw actix context — is an
+//!   input from outside the group: counted at the receiver, not part of any sender's state.
+//!   Work held inside an unfinished future is in no state.
+//! - Actors outside the group and raw actix messages that bypass the library are outside the
+//!   guarantee.
+//! - A node that stops leaves the group: later snapshots do not hold it, and what is sent to it
+//!   afterwards is counted and dropped by its *tombstone*, a small record that lives as long as
+//!   someone holds its address. A node whose actor panics fails the rounds it owed a record.
+//! - A snapshot is held in memory; its size is the states plus the in-flight messages.
+
 #![warn(missing_docs)]
 
 pub mod error;
@@ -8,5 +111,8 @@ pub mod snapshot;
 
 pub use error::{BuildError, DecodeError, SnapshotError, SpawnError};
 pub use protocol::NodeId;
-pub use shell::*;
+pub use shell::{
+    Envelope, GroupBuilder, Ingress, IngressClosed, NodeActor, NodeAddr, NodeRecipient, NodeRef,
+    Out, Payload, Receive, SnapCtx, SnapshotGroup, SnapshotOptions, SnapshotStats, Snapshottable,
+};
 pub use snapshot::GlobalSnapshot;

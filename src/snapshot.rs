@@ -398,13 +398,13 @@ impl GlobalSnapshot {
                 )));
             }
         }
-        if let Some(last) = self.nodes.last() {
-            if last.id.0 >= self.next_node_id {
-                return Err(DecodeError::Body(format!(
-                    "node id {} is not below next_node_id {}",
-                    last.id, self.next_node_id
-                )));
-            }
+        if let Some(last) = self.nodes.last()
+            && last.id.0 >= self.next_node_id
+        {
+            return Err(DecodeError::Body(format!(
+                "node id {} is not below next_node_id {}",
+                last.id, self.next_node_id
+            )));
         }
         for p in &self.paths {
             if self.node_by_id(p.to).is_none() {
@@ -414,7 +414,11 @@ impl GlobalSnapshot {
                 )));
             }
         }
-        if let Some(i) = self.ingress.iter().find(|i| self.node_by_id(i.to).is_none()) {
+        if let Some(i) = self
+            .ingress
+            .iter()
+            .find(|i| self.node_by_id(i.to).is_none())
+        {
             return Err(DecodeError::Body(format!(
                 "ingress {:?} feeds an unknown node",
                 i.name

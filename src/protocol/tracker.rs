@@ -291,7 +291,9 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
         }
         let round = self.next_round;
         self.next_round = round.checked_add(1).ok_or(StartError::Exhausted)?;
-        let deadline = now.checked_add(timeout).unwrap_or(now + Duration::from_secs(86_400 * 365));
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or(now + Duration::from_secs(86_400 * 365));
         self.open.insert(
             round,
             OpenRound {
@@ -327,10 +329,13 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
         if let Err(reason) = &record.state {
             let reason = reason.clone();
             for r in rounds {
-                self.fail(r, RoundFailure::NodeFailed {
-                    node,
-                    reason: reason.clone(),
-                });
+                self.fail(
+                    r,
+                    RoundFailure::NodeFailed {
+                        node,
+                        reason: reason.clone(),
+                    },
+                );
             }
             return;
         }
@@ -375,19 +380,25 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
                         }
                     }
                     Some(Err(reason)) => {
-                        self.fail(r, RoundFailure::NodeFailed {
-                            node: receiver,
-                            reason: reason.clone(),
-                        });
+                        self.fail(
+                            r,
+                            RoundFailure::NodeFailed {
+                                node: receiver,
+                                reason: reason.clone(),
+                            },
+                        );
                         continue;
                     }
                     None => {
                         // The node thought every round here was closed, yet this one is open:
                         // the copy is missing, so the round cannot be trusted.
-                        self.fail(r, RoundFailure::NodeFailed {
-                            node: receiver,
-                            reason: "an in-flight message was not copied".into(),
-                        });
+                        self.fail(
+                            r,
+                            RoundFailure::NodeFailed {
+                                node: receiver,
+                                reason: "an in-flight message was not copied".into(),
+                            },
+                        );
                         continue;
                     }
                 }
@@ -433,10 +444,13 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
         self.dead_net = self.dead_net.wrapping_add(net(sent, received));
         let rounds: Vec<RoundId> = self.open.range(epoch + 1..).map(|(r, _)| *r).collect();
         for r in rounds {
-            self.fail(r, RoundFailure::NodePanicked {
-                node,
-                reason: reason.clone(),
-            });
+            self.fail(
+                r,
+                RoundFailure::NodePanicked {
+                    node,
+                    reason: reason.clone(),
+                },
+            );
         }
     }
 
@@ -520,13 +534,12 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
             self.fail(r, RoundFailure::Unbalanced { excess });
         } else if round.balance == 0 {
             if let Some(round) = self.open.remove(&r) {
-                self.out
-                    .push_back(TrackerOutput::Completed(CompletedRound {
-                        round: r,
-                        started: round.started,
-                        records: round.records,
-                        in_flight: round.in_flight,
-                    }));
+                self.out.push_back(TrackerOutput::Completed(CompletedRound {
+                    round: r,
+                    started: round.started,
+                    records: round.records,
+                    in_flight: round.in_flight,
+                }));
             }
             self.update_closed();
         }
@@ -534,7 +547,8 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
 
     fn fail(&mut self, r: RoundId, failure: RoundFailure) {
         if self.open.remove(&r).is_some() {
-            self.out.push_back(TrackerOutput::Failed { round: r, failure });
+            self.out
+                .push_back(TrackerOutput::Failed { round: r, failure });
             self.update_closed();
         }
     }
@@ -726,7 +740,10 @@ mod tests {
         flush(&mut t, b, &mut nb);
         let done = completed(&mut t);
         assert_eq!(done.len(), 1);
-        assert!(done[0].in_flight.is_empty(), "a message to a gone node is not in flight");
+        assert!(
+            done[0].in_flight.is_empty(),
+            "a message to a gone node is not in flight"
+        );
         // A later round balances too.
         let r2 = t.handle_start(t0(), SEC).unwrap();
         na.handle_start(r2, || Ok("a"));
@@ -844,7 +861,10 @@ mod tests {
         assert_eq!(r, 8);
         na.handle_start(r, || Ok("a"));
         flush(&mut t, a, &mut na);
-        assert!(completed(&mut t).is_empty(), "the restored message is in flight");
+        assert!(
+            completed(&mut t).is_empty(),
+            "the restored message is in flight"
+        );
         na.handle_message(7, NodeId(1), || Ok(4), || Ok("-"));
         flush(&mut t, a, &mut na);
         assert_eq!(completed(&mut t)[0].in_flight, vec![(NodeId(1), a, 4)]);

@@ -382,11 +382,7 @@ fn encode<M: Payload>(msg: &M) -> Result<RecMsg, String> {
 impl<A: Snapshottable> NodeActor<A> {
     /// Runs one step of the user's actor (a message, a timer, `on_start`) with this node's
     /// send stamp, counts what it sent, and turns a panic or a stop into a tombstone.
-    fn step(
-        &mut self,
-        ctx: &mut Context<Self>,
-        f: impl FnOnce(&mut A, &mut SnapCtx<A>),
-    ) {
+    fn step(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut A, &mut SnapCtx<A>)) {
         let Some(actor) = self.actor.as_mut() else {
             return;
         };

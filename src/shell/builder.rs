@@ -67,12 +67,11 @@ use actix::{Arbiter, ArbiterHandle};
 use crate::error::{BuildError, DecodeError, SpawnError};
 use crate::protocol::{NodeCore, NodeId, RoundId, RoundTracker};
 use crate::shell::actor::{
-    Ctor, NodeActor, Payload, Placement, Prepared, Receive, Snapshottable, StartReport,
-    start_node,
+    Ctor, NodeActor, Payload, Placement, Prepared, Receive, Snapshottable, StartReport, start_node,
 };
 use crate::shell::envelope::{Envelope, Kind, Resolved, with_resolver};
-use crate::shell::handles::{Ingress, Out};
 use crate::shell::group::SnapshotGroup;
+use crate::shell::handles::{Ingress, Out};
 use crate::shell::runtime::{IngressInfo, Join, Place, Rec, RecMsg, Shared, SnapshotOptions};
 use crate::snapshot::{GlobalSnapshot, NodeSnapshot, short_type_name};
 
@@ -386,9 +385,10 @@ impl GroupBuilder {
             self.errors.push(BuildError::DuplicateIngress(name.clone()));
         }
         let source = self.ingress.len() as u32;
-        let addr = self.typed(to).map(|n| n.prepared.node_addr()).unwrap_or_else(|| {
-            Prepared::<B>::new(to.id, 0, Arc::from("?")).node_addr()
-        });
+        let addr = self
+            .typed(to)
+            .map(|n| n.prepared.node_addr())
+            .unwrap_or_else(|| Prepared::<B>::new(to.id, 0, Arc::from("?")).node_addr());
         let ingress = Ingress::new(addr.recipient(), source, 0);
         let handle = ingress.clone();
         self.ingress.push(IngressDecl {
@@ -409,7 +409,10 @@ impl GroupBuilder {
         node: NodeRef<A>,
         ctor: impl FnOnce(Option<A::State>) -> A + Send + 'static,
     ) -> &mut Self {
-        let name = self.nodes.get(node.id.index()).map(|n| n.name().to_string());
+        let name = self
+            .nodes
+            .get(node.id.index())
+            .map(|n| n.name().to_string());
         if let Some(n) = self.typed(node) {
             if n.ctor.is_some() {
                 let name = name.unwrap_or_default();
@@ -517,12 +520,15 @@ impl GroupBuilder {
                     n
                 }
                 None => {
-                    let make = self.restorable.get(snap.actor_type.as_str()).ok_or_else(|| {
-                        BuildError::UnknownType(format!(
-                            "node {:?} runs {}, which was not registered with restorable()",
-                            snap.name, snap.actor_type
-                        ))
-                    })?;
+                    let make = self
+                        .restorable
+                        .get(snap.actor_type.as_str())
+                        .ok_or_else(|| {
+                            BuildError::UnknownType(format!(
+                                "node {:?} runs {}, which was not registered with restorable()",
+                                snap.name, snap.actor_type
+                            ))
+                        })?;
                     make(snap.id, self.uid, Arc::from(snap.name.as_str()))
                 }
             };
@@ -622,7 +628,12 @@ impl GroupBuilder {
         };
         let arbiters = spawn_arbiters(self.arbiters);
         let shared = Arc::new(Shared::new(
-            self.uid, self.options, tracker, next_id, home, arbiters,
+            self.uid,
+            self.options,
+            tracker,
+            next_id,
+            home,
+            arbiters,
         ));
         let group = SnapshotGroup::from_shared(Arc::clone(&shared));
         {

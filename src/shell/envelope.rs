@@ -64,7 +64,10 @@ pub(crate) fn with_stamp<R>(stamp: Stamp, f: impl FnOnce() -> R) -> (R, u64) {
             SENT.with(|s| s.set(self.1));
         }
     }
-    let prev = Restore(STAMP.with(|s| s.replace(Some(stamp))), SENT.with(|s| s.replace(0)));
+    let prev = Restore(
+        STAMP.with(|s| s.replace(Some(stamp))),
+        SENT.with(|s| s.replace(0)),
+    );
     let out = f();
     let sent = SENT.with(|s| s.get());
     drop(prev);
@@ -157,4 +160,3 @@ pub(crate) fn with_resolver<R>(nodes: HashMap<NodeId, Resolved>, f: impl FnOnce(
     let _clear = Clear;
     f()
 }
-

@@ -41,8 +41,8 @@ use std::time::Instant;
 
 use crate::error::{SnapshotError, SpawnError};
 use crate::protocol::NodeId;
-use crate::shell::actor::{Payload, Placement, Receive, Snapshottable, launch};
 use crate::shell::actor::NodeAddr;
+use crate::shell::actor::{Payload, Placement, Receive, Snapshottable, launch};
 use crate::shell::handles::Ingress;
 use crate::shell::runtime::{IngressInfo, Join, Shared, SnapshotOptions, SnapshotStats};
 use crate::snapshot::{GlobalSnapshot, short_type_name};

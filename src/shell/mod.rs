@@ -13,15 +13,15 @@
 //! Each module uses only those above it in this table.
 
 mod actor;
-mod envelope;
-mod handles;
 mod builder;
+mod envelope;
 mod group;
+mod handles;
 mod runtime;
 
 pub use actor::{NodeActor, NodeAddr, Payload, Receive, SnapCtx, Snapshottable};
-pub use envelope::Envelope;
-pub use handles::{Ingress, IngressClosed, NodeRecipient, Out};
 pub use builder::{GroupBuilder, NodeRef};
+pub use envelope::Envelope;
 pub use group::SnapshotGroup;
+pub use handles::{Ingress, IngressClosed, NodeRecipient, Out};
 pub use runtime::{SnapshotOptions, SnapshotStats};

@@ -318,13 +318,13 @@ impl Shared {
                 st.names.remove(&node.name);
             }
             st.stats.nodes = st.nodes.len() as u64;
-            if let Some(t) = tombstone {
-                if !st.stopped {
-                    st.tombstones.push(t);
-                    if st.tombstones.len() >= st.prune_at {
-                        st.tombstones.retain(|t| t.upgrade().is_some());
-                        st.prune_at = (st.tombstones.len() * 2).max(64);
-                    }
+            if let Some(t) = tombstone
+                && !st.stopped
+            {
+                st.tombstones.push(t);
+                if st.tombstones.len() >= st.prune_at {
+                    st.tombstones.retain(|t| t.upgrade().is_some());
+                    st.prune_at = (st.tombstones.len() * 2).max(64);
                 }
             }
         }
