@@ -306,6 +306,12 @@ impl<S, P> NodeCore<S, P> {
         self.closed_through = self.closed_through.max(w);
     }
 
+    /// Whether [`poll`](Self::poll) has something.
+    #[inline]
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// The next output, in order.
     pub fn poll(&mut self) -> Option<NodeOutput<S, P>> {
         self.out.pop_front()

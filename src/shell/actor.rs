@@ -435,6 +435,9 @@ impl<A: Snapshottable> NodeActor<A> {
 
     /// Hands the core's notes to the tracker.
     fn flush(&mut self, tombstone: Option<actix::WeakRecipient<Control>>) {
+        if !self.core.has_output() && tombstone.is_none() {
+            return;
+        }
         let core = &mut self.core;
         self.shared.notes(self.meta.id, || core.poll(), tombstone);
     }
