@@ -48,7 +48,10 @@ impl Receive<Tok> for Relay {
             return;
         }
         let k = (t.id as usize + self.hops as usize) % self.peers.len();
-        self.peers[k].send(Tok { id: t.id, ttl: t.ttl - 1 });
+        self.peers[k].send(Tok {
+            id: t.id,
+            ttl: t.ttl - 1,
+        });
     }
 }
 
@@ -60,7 +63,11 @@ impl Receive<Cmd> for Relay {
             Cmd::Spawn(name) => {
                 let me = ctx.addr();
                 let child = ctx
-                    .spawn(name, move || Relay { held: BTreeSet::new(), peers: vec![me], hops: 0 })
+                    .spawn(name, move || Relay {
+                        held: BTreeSet::new(),
+                        peers: vec![me],
+                        hops: 0,
+                    })
                     .unwrap();
                 // Hand the child one of our tokens, if any.
                 if let Some(id) = self.held.pop_first() {
@@ -76,7 +83,11 @@ impl Receive<Cmd> for Relay {
 }
 
 fn relay() -> Relay {
-    Relay { held: BTreeSet::new(), peers: Vec::new(), hops: 0 }
+    Relay {
+        held: BTreeSet::new(),
+        peers: Vec::new(),
+        hops: 0,
+    }
 }
 
 fn tokens(snap: &actix_snapshot::GlobalSnapshot) -> Vec<u64> {

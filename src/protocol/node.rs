@@ -318,12 +318,14 @@ impl<S, P> NodeCore<S, P> {
     }
 
     fn record(&mut self, r: RoundId, state: impl FnOnce() -> Result<S, String>) {
+        // The state first: if producing it unwinds, the node has not moved on.
+        let state = state();
         let first = self.epoch + 1;
         self.epoch = r;
         self.out.push_back(NodeOutput::Record(Record {
             first,
             last: r,
-            state: state(),
+            state,
             sent: self.sent,
             received: self.received,
             ingress: self.ingress.clone(),

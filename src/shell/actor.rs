@@ -193,8 +193,8 @@ impl<'a, A: Snapshottable> SnapCtx<'a, A> {
     }
 
     /// The underlying actix context, for what this type does not offer. Work spawned on it
-    /// as a future is outside the snapshot guarantee; stopping through it makes the node
-    /// vanish as if it had panicked.
+    /// as a future is outside the snapshot guarantee; stopping through it is the same as
+    /// [`stop`](Self::stop).
     pub fn actix(&mut self) -> &mut Context<NodeActor<A>> {
         self.ctx
     }
@@ -357,22 +357,34 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
     }
 }
 
+/// The node's record: its state (and waits) encoded. User code runs here
+/// (`snapshot_state`, `waits_for`, `Serialize`); a panic in it fails the round on this node
+/// instead of taking the node down.
 fn record<A: Snapshottable>(actor: Option<&A>, meta: &NodeMeta) -> Result<Rec, String> {
     let actor = actor.ok_or("the node's actor is gone")?;
-    let state = rmp_serde::to_vec_named(&actor.snapshot_state())
-        .map_err(|e| format!("encoding the state of {}: {e}", A::type_tag()))?;
+    let (state, waits_for) = catch_unwind(AssertUnwindSafe(|| {
+        let state = rmp_serde::to_vec_named(&actor.snapshot_state())
+            .map_err(|e| format!("encoding the state of {}: {e}", A::type_tag()))?;
+        Ok::<_, String>((state, actor.waits_for()))
+    }))
+    .map_err(|p| format!("recording the state panicked: {}", panic_message(&*p)))??;
     Ok(Arc::new(NodeRecord {
         name: Arc::clone(&meta.name),
         type_tag: A::type_tag(),
         version: A::STATE_VERSION,
         state,
-        waits_for: actor.waits_for(),
+        waits_for,
     }))
 }
 
+/// An in-flight message, encoded (a panicking `Serialize` fails the round, nothing else).
 fn encode<M: Payload>(msg: &M) -> Result<RecMsg, String> {
-    let mut bytes = Vec::with_capacity(ENCODE_HINT.max(2 * size_of::<M>()));
-    rmp_serde::encode::write_named(&mut bytes, msg).map_err(|e| e.to_string())?;
+    let bytes = catch_unwind(AssertUnwindSafe(|| {
+        let mut bytes = Vec::with_capacity(ENCODE_HINT.max(2 * size_of::<M>()));
+        rmp_serde::encode::write_named(&mut bytes, msg).map_err(|e| e.to_string())?;
+        Ok::<_, String>(bytes)
+    }))
+    .map_err(|p| format!("encoding a message panicked: {}", panic_message(&*p)))??;
     Ok(RecMsg {
         tag: short_type_name(std::any::type_name::<M>()),
         bytes,
@@ -459,15 +471,32 @@ impl<A: Snapshottable> Actor for NodeActor<A> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.actor.is_none() {
+            // Its constructor panicked: the node never had a state. It leaves at once; its
+            // mailbox keeps counting what was already sent to it.
+            self.leave(ctx, None);
+            return;
+        }
         self.step(ctx, |a, sc| a.on_start(sc));
+    }
+
+    fn stopping(&mut self, ctx: &mut Context<Self>) -> actix::Running {
+        if self.core.life() == Life::Alive && !self.shut_down {
+            // Stopped through the raw actix context: the node leaves as with `SnapCtx::stop`,
+            // and its mailbox lives on as a tombstone, so nothing sent to it goes uncounted.
+            self.leave(ctx, None);
+            return actix::Running::Continue;
+        }
+        actix::Running::Stop
     }
 }
 
 impl<A: Snapshottable> Drop for NodeActor<A> {
     fn drop(&mut self) {
         if self.core.life() == Life::Alive && !self.shut_down {
-            // Stopped by something other than the library (a raw actix stop, its arbiter
-            // going away): the rounds it owed cannot complete.
+            // Gone without stopping (its arbiter went away, `Context::terminate`): the rounds
+            // it owed cannot complete, and what was queued in its mailbox is lost, so rounds
+            // after this may time out with unaccounted messages.
             self.meta.alive.store(false, Ordering::Release);
             self.core
                 .handle_panic("the actor stopped outside the library's control".into());
@@ -627,6 +656,7 @@ pub(crate) fn start_node<A: Snapshottable>(
         None => true,
         Some(place) => place.thread == std::thread::current().id(),
     };
+    let epoch = core.epoch();
     let parts = (core, Arc::clone(&meta), Arc::clone(shared));
     let run = move || -> Result<(), String> {
         let (core, meta, shared) = parts;
@@ -646,12 +676,11 @@ pub(crate) fn start_node<A: Snapshottable>(
             }
             Err(p) => {
                 let reason = panic_message(&*p);
+                tracing::error!(node = %node.meta.name, %reason, "node constructor panicked");
                 node.meta.alive.store(false, Ordering::Release);
-                node.core
-                    .handle_panic(format!("constructor panicked: {reason}"));
-                node.flush(None);
-                // Nothing runs the mailbox: senders see a closed node.
-                drop(rx);
+                // Run without an actor: it leaves at once (see `started`) and its mailbox
+                // counts what was sent to it.
+                actix::Context::with_receiver(rx).run(node);
                 Err(reason)
             }
         }
@@ -679,6 +708,10 @@ pub(crate) fn start_node<A: Snapshottable>(
     if ok {
         Ok(())
     } else {
+        // The arbiter is gone: the node never runs, so it leaves.
+        let mut core = NodeCore::<Rec, RecMsg>::new(epoch);
+        core.handle_stop();
+        shared.notes(id, || core.poll(), None);
         Err(SpawnError::GroupStopped)
     }
 }

@@ -141,7 +141,10 @@ pub(crate) struct State {
     prune_at: usize,
     pub(crate) next_id: u64,
     pub(crate) ingress: Vec<IngressInfo>,
-    waiters: HashMap<RoundId, Reply>,
+    waiters: HashMap<RoundId, (Reply, Duration)>,
+    /// Names of nodes that left after recording rounds that may still be open, with their
+    /// epoch: a new node under such a name must not be in those rounds too.
+    freed: HashMap<Arc<str>, RoundId>,
     pub(crate) stats: SnapshotStats,
     pub(crate) stopped: bool,
 }
@@ -202,6 +205,7 @@ impl Shared {
                 next_id,
                 ingress: Vec::new(),
                 waiters: HashMap::new(),
+                freed: HashMap::new(),
                 stats: SnapshotStats::default(),
                 stopped: false,
             }),
@@ -251,6 +255,7 @@ impl Shared {
         if st.names.contains_key(&name) {
             return Err(SpawnError::DuplicateName(name.to_string()));
         }
+        let freed = st.freed.get(&name).copied().unwrap_or(0);
         let (id, epoch) = match join {
             Join::Restored(round, id) => (id, st.tracker.register_restored(id, round)),
             Join::Outside(_) | Join::Child(_) => {
@@ -259,8 +264,14 @@ impl Shared {
                     _ => NodeId(st.next_id),
                 };
                 let epoch = match join {
+                    // A child belongs to every round its parent has not recorded; if a node of
+                    // the same name recorded one of them before leaving, the name is taken
+                    // there.
+                    Join::Child(e) if freed > e => {
+                        return Err(SpawnError::DuplicateName(name.to_string()));
+                    }
                     Join::Child(e) => st.tracker.register_child(id, e),
-                    _ => st.tracker.register_outside(id),
+                    _ => st.tracker.register_outside_after(id, freed),
                 };
                 let Some(epoch) = epoch else {
                     return Err(SpawnError::DuplicateName(name.to_string()));
@@ -287,7 +298,7 @@ impl Shared {
         tombstone: Option<WeakRecipient<Control>>,
     ) {
         let mut st = self.lock();
-        let mut gone = false;
+        let mut gone = None;
         while let Some(note) = next() {
             match note {
                 NodeOutput::Record(r) => st.tracker.handle_record(id, r),
@@ -298,7 +309,7 @@ impl Shared {
                     received,
                 } => {
                     st.tracker.handle_left(id, epoch, sent, received);
-                    gone = true;
+                    gone = Some(epoch);
                 }
                 NodeOutput::Panicked {
                     epoch,
@@ -308,14 +319,17 @@ impl Shared {
                 } => {
                     st.tracker
                         .handle_panicked(id, epoch, sent, received, reason);
-                    gone = true;
+                    gone = Some(epoch);
                 }
             }
         }
         let finished = self.process(&mut st);
-        if gone {
+        if let Some(epoch) = gone {
             if let Some(node) = st.nodes.remove(&id) {
                 st.names.remove(&node.name);
+                if epoch > st.tracker.closed_through() {
+                    st.freed.insert(node.name, epoch);
+                }
             }
             st.stats.nodes = st.nodes.len() as u64;
             if let Some(t) = tombstone
@@ -350,7 +364,7 @@ impl Shared {
             Err(StartError::Exhausted) => return Err(SnapshotError::GroupStopped),
         };
         st.stats.started += 1;
-        st.waiters.insert(round, tx);
+        st.waiters.insert(round, (tx, timeout));
         let finished = self.process(&mut st);
         drop(st);
         finish(finished);
@@ -414,10 +428,11 @@ impl Shared {
                 }
                 TrackerOutput::Closed { through } => {
                     self.closed.store(through, Ordering::Relaxed);
+                    st.freed.retain(|_, epoch| *epoch > through);
                 }
                 TrackerOutput::Completed(round) => {
                     st.stats.completed += 1;
-                    let reply = st.waiters.remove(&round.round);
+                    let reply = st.waiters.remove(&round.round).map(|(r, _)| r);
                     let ingress = st
                         .ingress
                         .iter()
@@ -432,6 +447,8 @@ impl Shared {
                     });
                 }
                 TrackerOutput::Failed { round, failure } => {
+                    let waiter = st.waiters.remove(&round);
+                    let waited = waiter.as_ref().map_or(self.options.timeout, |(_, t)| *t);
                     let name = |id: NodeId| {
                         st.nodes
                             .get(&id)
@@ -445,7 +462,7 @@ impl Shared {
                             st.stats.timed_out += 1;
                             SnapshotError::Timeout {
                                 round,
-                                waited: self.options.timeout,
+                                waited,
                                 missing: missing.into_iter().map(name).collect(),
                                 unaccounted,
                             }
@@ -471,7 +488,7 @@ impl Shared {
                         st.stats.failed += 1;
                     }
                     tracing::warn!(round, %error, "snapshot round failed");
-                    let reply = st.waiters.remove(&round);
+                    let reply = waiter.map(|(r, _)| r);
                     finished.push(Finished::Failed { reply, error });
                 }
             }
