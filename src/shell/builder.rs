@@ -257,6 +257,7 @@ struct IngressDecl {
 pub struct GroupBuilder {
     uid: u64,
     nodes: Vec<Box<dyn AnyNode>>,
+    names: std::collections::HashSet<Arc<str>>,
     ingress: Vec<IngressDecl>,
     restorable: HashMap<&'static str, MakeNode>,
     replays: HashMap<(&'static str, &'static str), Replay>,
@@ -278,6 +279,7 @@ impl GroupBuilder {
         GroupBuilder {
             uid: GROUP_UIDS.fetch_add(1, Ordering::Relaxed),
             nodes: Vec::new(),
+            names: std::collections::HashSet::new(),
             ingress: Vec::new(),
             restorable: HashMap::new(),
             replays: HashMap::new(),
@@ -325,11 +327,12 @@ impl GroupBuilder {
 
     fn declare<A: Snapshottable>(&mut self, name: String, arbiter: Option<usize>) -> NodeRef<A> {
         let id = NodeId(self.nodes.len() as u64);
-        if self.nodes.iter().any(|n| *n.name() == *name) {
-            self.errors.push(BuildError::DuplicateNode(name.clone()));
+        let name: Arc<str> = Arc::from(name);
+        if !self.names.insert(Arc::clone(&name)) {
+            self.errors.push(BuildError::DuplicateNode(name.to_string()));
         }
         self.nodes.push(Box::new(TypedNode::<A> {
-            prepared: Prepared::new(id, self.uid, Arc::from(name)),
+            prepared: Prepared::new(id, self.uid, name),
             ctor: None,
             state: None,
             arbiter,
