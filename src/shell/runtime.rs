@@ -141,7 +141,8 @@ pub(crate) struct State {
     prune_at: usize,
     pub(crate) next_id: u64,
     pub(crate) ingress: Vec<IngressInfo>,
-    waiters: HashMap<RoundId, Reply>,
+    /// Who waits for each round, and the timeout the round was started with.
+    waiters: HashMap<RoundId, (Reply, Duration)>,
     pub(crate) stats: SnapshotStats,
     pub(crate) stopped: bool,
 }
@@ -350,7 +351,7 @@ impl Shared {
             Err(StartError::Exhausted) => return Err(SnapshotError::GroupStopped),
         };
         st.stats.started += 1;
-        st.waiters.insert(round, tx);
+        st.waiters.insert(round, (tx, timeout));
         let finished = self.process(&mut st);
         drop(st);
         finish(finished);
@@ -417,7 +418,7 @@ impl Shared {
                 }
                 TrackerOutput::Completed(round) => {
                     st.stats.completed += 1;
-                    let reply = st.waiters.remove(&round.round);
+                    let reply = st.waiters.remove(&round.round).map(|(reply, _)| reply);
                     let ingress = st
                         .ingress
                         .iter()
@@ -432,6 +433,9 @@ impl Shared {
                     });
                 }
                 TrackerOutput::Failed { round, failure } => {
+                    let waiter = st.waiters.remove(&round);
+                    let waited = waiter.as_ref().map_or(self.options.timeout, |(_, t)| *t);
+                    let reply = waiter.map(|(reply, _)| reply);
                     let name = |id: NodeId| {
                         st.nodes
                             .get(&id)
@@ -445,7 +449,7 @@ impl Shared {
                             st.stats.timed_out += 1;
                             SnapshotError::Timeout {
                                 round,
-                                waited: self.options.timeout,
+                                waited,
                                 missing: missing.into_iter().map(name).collect(),
                                 unaccounted,
                             }
@@ -471,7 +475,6 @@ impl Shared {
                         st.stats.failed += 1;
                     }
                     tracing::warn!(round, %error, "snapshot round failed");
-                    let reply = st.waiters.remove(&round);
                     finished.push(Finished::Failed { reply, error });
                 }
             }
