@@ -144,7 +144,10 @@ fn verify_without(snap: &GlobalSnapshot, n: usize, edges: &[(u32, u32)], gone: u
         .collect();
     assert_eq!(
         snap.nodes.iter().map(|n| n.id).collect::<Vec<_>>(),
-        books.keys().map(|&i| NodeId(u64::from(i))).collect::<Vec<_>>(),
+        books
+            .keys()
+            .map(|&i| NodeId(u64::from(i)))
+            .collect::<Vec<_>>(),
         "survivors keep their ids"
     );
     assert!(snap.paths.iter().all(|p| p.to != NodeId(u64::from(gone))));
@@ -180,11 +183,18 @@ fn verify_without(snap: &GlobalSnapshot, n: usize, edges: &[(u32, u32)], gone: u
     }
     assert!(seen.values().all(|&c| c == 1), "a token in two places");
     let injected: BTreeSet<u64> = books.values().flat_map(|b| b.injected.clone()).collect();
-    assert!(seen.keys().all(|id| injected.contains(id)), "a token invented");
+    assert!(
+        seen.keys().all(|id| injected.contains(id)),
+        "a token invented"
+    );
     for (i, b) in &books {
         let node = snap.node(&format!("n{i}")).unwrap();
         assert_eq!(node.sent, b.sent.values().sum::<u64>(), "n{i} sent");
-        assert_eq!(node.received, b.received.values().sum::<u64>(), "n{i} received");
+        assert_eq!(
+            node.received,
+            b.received.values().sum::<u64>(),
+            "n{i} received"
+        );
         assert_eq!(
             snap.ingress_offset(&format!("inject{i}")).unwrap(),
             b.injected.len() as u64
@@ -272,7 +282,10 @@ async fn a_stopped_node_leaves_and_later_checkpoints_succeed_without_it() {
         }
     }
     assert!(snaps.windows(2).all(|w| w[0].id < w[1].id));
-    assert!(moving_after > 0, "the checkpoints after the stop had tokens in flight");
+    assert!(
+        moving_after > 0,
+        "the checkpoints after the stop had tokens in flight"
+    );
     eprintln!(
         "stop: {} checkpoints, the first without n1 is #{}; {moving_after} tokens in flight \
          after, {from_gone} path(s) from n1 after it left",
@@ -775,7 +788,8 @@ async fn checkpoints_of_a_dynamic_group_follow_its_members_and_restore() {
     b.actor(ra, |st| Relay {
         st: st.expect("restored"),
     });
-    b.restorable::<Relay>(|st| Relay { st }).accepts::<Relay, Hop>();
+    b.restorable::<Relay>(|st| Relay { st })
+        .accepts::<Relay, Hop>();
     let group = b.restore(&latest).expect("restores");
     let again = group.snapshot().await.unwrap();
     assert_eq!(shape(&again), ["a", "b", "d"]);
@@ -808,6 +822,10 @@ async fn checkpoints_of_a_dynamic_group_follow_its_members_and_restore() {
         actix::clock::sleep(Duration::from_millis(2)).await;
     }
     let e = group.spawn("e", relay).unwrap();
-    assert_eq!(e.id(), NodeId(4), "a restored group continues from next_node_id");
+    assert_eq!(
+        e.id(),
+        NodeId(4),
+        "a restored group continues from next_node_id"
+    );
     group.shutdown();
 }
