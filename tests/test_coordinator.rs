@@ -254,8 +254,16 @@ async fn a_stopped_node_leaves_and_later_checkpoints_succeed_without_it() {
             .filter(|s| s.node("n1").is_err())
             .count()
     };
+    // ... and until one of them caught tokens in flight (so the check below is not vacuous).
+    let moving_without = |snaps: &Arc<Mutex<Vec<GlobalSnapshot>>>| {
+        snaps
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.node("n1").is_err() && s.in_flight_count() > 0)
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while without(&snaps) < 8 {
+    while without(&snaps) < 8 || !moving_without(&snaps) {
         assert!(Instant::now() < deadline, "{:?}", handle.stats());
         inject_batch(&net, 3);
         actix::clock::sleep(Duration::from_millis(5)).await;
