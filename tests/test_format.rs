@@ -224,6 +224,11 @@ async fn paths_and_ingress_must_feed_nodes_of_the_snapshot() {
     assert_eq!(back, left);
     assert!(back.node_by_id(from).is_none());
     assert!(back.in_flight::<Tok>().unwrap().len() > 0);
+
+    // ... but not a sender the group never had.
+    let mut bad = snap.clone();
+    bad.paths[with_messages].from = NodeId(snap.next_node_id);
+    body_error(&bad, "never gave out");
 }
 
 #[actix::test]

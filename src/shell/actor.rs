@@ -45,7 +45,7 @@ use crate::protocol::{Life, NodeCore, NodeId, RoundId};
 use crate::shell::envelope::{
     Envelope, Kind, NodeMeta, Stamp, count_send, resolve, stamp_for, unresolved, with_stamp,
 };
-use crate::shell::runtime::{Control, Join, NodeRecord, Rec, RecMsg, Shared};
+use crate::shell::runtime::{Control, Join, NodeHandle, NodeRecord, Rec, RecMsg, Shared};
 use crate::snapshot::{StateType, short_type_name};
 
 /// An actor whose state can be recorded in a snapshot.
@@ -472,9 +472,15 @@ impl<A: Snapshottable> Actor for NodeActor<A> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if self.actor.is_none() {
-            // Its constructor panicked: the node never had a state. It leaves at once; its
-            // mailbox keeps counting what was already sent to it.
-            self.leave(ctx, None);
+            // Its constructor panicked (the node never had a state), or it is a restored
+            // tombstone. It leaves at once if it has not yet; its mailbox keeps counting what
+            // was sent to it.
+            if self.core.life() == Life::Alive {
+                self.leave(ctx, None);
+            } else {
+                let weak = ctx.address().downgrade().recipient::<Control>();
+                self.shared.add_tombstone(weak);
+            }
             return;
         }
         self.step(ctx, |a, sc| a.on_start(sc));
@@ -583,26 +589,43 @@ pub(crate) fn launch<A: Snapshottable>(
 ) -> Result<NodeAddr<A>, SpawnError> {
     let (tx, rx) = mailbox::<NodeActor<A>>(MAILBOX_CAPACITY);
     let addr = Addr::new(tx);
-    let (id, epoch) = shared.register(Arc::clone(&name), join, addr.clone().recipient())?;
-    let meta = Arc::new(NodeMeta {
-        id,
-        group: shared.uid,
-        name,
-        alive: AtomicBool::new(true),
-    });
+    let group = shared.uid;
+    let (_, epoch, node) = shared.register(Arc::clone(&name), join, move |id| {
+        let meta = Arc::new(NodeMeta {
+            id,
+            group,
+            name,
+            alive: AtomicBool::new(true),
+        });
+        let node = NodeAddr::new(meta, addr);
+        (Box::new(node.clone()) as Box<dyn NodeHandle>, node)
+    })?;
+    let prepared = Prepared {
+        meta: Arc::clone(&node.meta),
+        addr: node.addr.clone().ok_or(SpawnError::GroupStopped)?,
+        rx,
+    };
     start_node(
         shared,
-        Prepared {
-            meta: Arc::clone(&meta),
-            addr: addr.clone(),
-            rx,
-        },
+        prepared,
         NodeCore::new(epoch),
-        ctor,
+        Some(ctor),
         placement,
         None,
     )?;
-    Ok(NodeAddr::new(meta, addr))
+    Ok(node)
+}
+
+impl<A: Snapshottable> NodeHandle for NodeAddr<A> {
+    fn control(&self, c: Control) {
+        if let Some(addr) = &self.addr {
+            addr.do_send(c);
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// A node's mailbox and identity, made before its actor exists (so that a restore can put
@@ -631,6 +654,10 @@ impl<A: Snapshottable> Prepared<A> {
     pub(crate) fn node_addr(&self) -> NodeAddr<A> {
         NodeAddr::new(Arc::clone(&self.meta), self.addr.clone())
     }
+
+    pub(crate) fn handle(&self) -> Box<dyn NodeHandle> {
+        Box::new(self.node_addr())
+    }
 }
 
 /// What a node's start reports when its constructor ran on another thread.
@@ -638,12 +665,13 @@ pub(crate) type StartReport = std::sync::mpsc::Sender<(NodeId, Result<(), String
 
 /// Starts a registered node: runs its constructor on its arbiter and its actor after it.
 /// When the constructor runs on the caller's thread its panic is returned; otherwise it is
-/// sent to `report` (if any) and the node becomes a tombstone.
+/// sent to `report` (if any). Either way the node then leaves at once, as does a node started
+/// with no constructor (a declared node that had left before the snapshot being restored).
 pub(crate) fn start_node<A: Snapshottable>(
     shared: &Arc<Shared>,
     prepared: Prepared<A>,
     core: NodeCore<Rec, RecMsg>,
-    ctor: Ctor<A>,
+    ctor: Option<Ctor<A>>,
     placement: Placement,
     report: Option<StartReport>,
 ) -> Result<(), SpawnError> {
@@ -667,6 +695,15 @@ pub(crate) fn start_node<A: Snapshottable>(
             shared,
             shut_down: false,
             handled_in_a_row: 0,
+        };
+        let Some(ctor) = ctor else {
+            // Leaves before anything runs (the caller may wait for this report), then its
+            // mailbox runs as a tombstone.
+            node.meta.alive.store(false, Ordering::Release);
+            node.core.handle_stop();
+            node.flush(None);
+            actix::Context::with_receiver(rx).run(node);
+            return Ok(());
         };
         match catch_unwind(AssertUnwindSafe(ctor)) {
             Ok(actor) => {

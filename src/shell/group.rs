@@ -196,6 +196,30 @@ impl SnapshotGroup {
         self.shared().lock().names.get(name).copied()
     }
 
+    /// The address of the live node called `name`, if it runs actor type `A` — also for nodes
+    /// spawned at run time or rebuilt by a restore.
+    pub fn addr<A: Snapshottable>(&self, name: &str) -> Option<NodeAddr<A>> {
+        let st = self.shared().lock();
+        let id = st.names.get(name)?;
+        st.nodes
+            .get(id)?
+            .handle
+            .as_any()
+            .downcast_ref::<NodeAddr<A>>()
+            .cloned()
+    }
+
+    /// The address of live node `id`, if it runs actor type `A`.
+    pub fn addr_by_id<A: Snapshottable>(&self, id: NodeId) -> Option<NodeAddr<A>> {
+        let st = self.shared().lock();
+        st.nodes
+            .get(&id)?
+            .handle
+            .as_any()
+            .downcast_ref::<NodeAddr<A>>()
+            .cloned()
+    }
+
     /// The names of the live nodes, in id order.
     pub fn node_names(&self) -> Vec<String> {
         let st = self.shared().lock();

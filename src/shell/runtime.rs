@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix::{ArbiterHandle, Recipient, WeakRecipient};
+use actix::{ArbiterHandle, WeakRecipient};
 use futures::channel::oneshot;
 use serde_bytes::ByteBuf;
 
@@ -111,8 +111,16 @@ pub struct SnapshotStats {
 
 pub(crate) type Reply = oneshot::Sender<Result<GlobalSnapshot, SnapshotError>>;
 
+/// What the group keeps of a live node: a typed address behind a type-erased handle.
+pub(crate) trait NodeHandle: Send {
+    /// Sends a control message to the node.
+    fn control(&self, c: Control);
+    /// The node's typed address (a `NodeAddr<A>`), for lookups by type.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
 pub(crate) struct LiveNode {
-    pub(crate) control: Recipient<Control>,
+    pub(crate) handle: Box<dyn NodeHandle>,
     pub(crate) name: Arc<str>,
 }
 
@@ -147,6 +155,22 @@ pub(crate) struct State {
     freed: HashMap<Arc<str>, RoundId>,
     pub(crate) stats: SnapshotStats,
     pub(crate) stopped: bool,
+}
+
+impl State {
+    fn push_tombstone(&mut self, t: WeakRecipient<Control>) {
+        if self.stopped {
+            if let Some(r) = t.upgrade() {
+                r.do_send(Control::Shutdown);
+            }
+            return;
+        }
+        self.tombstones.push(t);
+        if self.tombstones.len() >= self.prune_at {
+            self.tombstones.retain(|t| t.upgrade().is_some());
+            self.prune_at = (self.tombstones.len() * 2).max(64);
+        }
+    }
 }
 
 /// A round's result on its way to its waiter, assembled outside the lock.
@@ -242,12 +266,13 @@ impl Shared {
     }
 
     /// Registers a node: a unique name, an id, its epoch; sends it the start of any open round.
-    pub(crate) fn register(
+    /// `make` builds the node's handle once its id is known, and something for the caller.
+    pub(crate) fn register<R>(
         &self,
         name: Arc<str>,
         join: Join,
-        control: Recipient<Control>,
-    ) -> Result<(NodeId, RoundId), SpawnError> {
+        make: impl FnOnce(NodeId) -> (Box<dyn NodeHandle>, R),
+    ) -> Result<(NodeId, RoundId, R), SpawnError> {
         let mut st = self.lock();
         if st.stopped {
             return Err(SpawnError::GroupStopped);
@@ -281,12 +306,13 @@ impl Shared {
         };
         st.next_id = st.next_id.max(id.0 + 1);
         st.names.insert(Arc::clone(&name), id);
-        st.nodes.insert(id, LiveNode { control, name });
+        let (handle, out) = make(id);
+        st.nodes.insert(id, LiveNode { handle, name });
         st.stats.nodes = st.nodes.len() as u64;
         let finished = self.process(&mut st);
         drop(st);
         finish(finished);
-        Ok((id, epoch))
+        Ok((id, epoch, out))
     }
 
     /// A node's notes, in order. `tombstone` is the node's weak control handle when the notes
@@ -332,18 +358,17 @@ impl Shared {
                 }
             }
             st.stats.nodes = st.nodes.len() as u64;
-            if let Some(t) = tombstone
-                && !st.stopped
-            {
-                st.tombstones.push(t);
-                if st.tombstones.len() >= st.prune_at {
-                    st.tombstones.retain(|t| t.upgrade().is_some());
-                    st.prune_at = (st.tombstones.len() * 2).max(64);
-                }
+            if let Some(t) = tombstone {
+                st.push_tombstone(t);
             }
         }
         drop(st);
         finish(finished);
+    }
+
+    /// Keeps a weak handle on a tombstone, so that shutdown reaches it.
+    pub(crate) fn add_tombstone(&self, t: WeakRecipient<Control>) {
+        self.lock().push_tombstone(t);
     }
 
     /// Starts a round; the receiver gets its snapshot or why it failed.
@@ -394,7 +419,7 @@ impl Shared {
         }
         st.stopped = true;
         for (_, node) in st.nodes.drain() {
-            node.control.do_send(Control::Shutdown);
+            node.handle.control(Control::Shutdown);
         }
         st.names.clear();
         for t in st.tombstones.drain(..) {
@@ -418,12 +443,12 @@ impl Shared {
             match out {
                 TrackerOutput::StartAll { round } => {
                     for node in st.nodes.values() {
-                        node.control.do_send(Control::Start(round));
+                        node.handle.control(Control::Start(round));
                     }
                 }
                 TrackerOutput::StartNode { node, round } => {
                     if let Some(n) = st.nodes.get(&node) {
-                        n.control.do_send(Control::Start(round));
+                        n.handle.control(Control::Start(round));
                     }
                 }
                 TrackerOutput::Closed { through } => {
