@@ -499,11 +499,13 @@ impl<A: Snapshottable> Actor for NodeActor<A> {
 
 impl<A: Snapshottable> Drop for NodeActor<A> {
     fn drop(&mut self) {
+        // However the node's actor ended (stopped, panicked, shut down with its group), its
+        // addresses see a node that is no longer alive.
+        self.meta.alive.store(false, Ordering::Release);
         if self.core.life() == Life::Alive && !self.shut_down {
             // Gone without stopping (its arbiter went away, `Context::terminate`): the rounds
             // it owed cannot complete, and what was queued in its mailbox is lost, so rounds
             // after this may time out with unaccounted messages.
-            self.meta.alive.store(false, Ordering::Release);
             self.core
                 .handle_panic("the actor stopped outside the library's control".into());
             self.flush(None);
