@@ -471,6 +471,14 @@ impl<A: Snapshottable> Actor for NodeActor<A> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // The group was shut down before this actor got to run (a start or restore that
+        // failed on another node's constructor, a spawn right before shutdown): it handles
+        // nothing, not even the messages already in its mailbox (a restore's in-flight ones).
+        if self.shared.lock().stopped {
+            self.shut_down = true;
+            ctx.stop();
+            return;
+        }
         if self.actor.is_none() {
             // Its constructor panicked (the node never had a state), or it is a restored
             // tombstone. It leaves at once if it has not yet; its mailbox keeps counting what
