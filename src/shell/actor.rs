@@ -732,8 +732,12 @@ pub(crate) fn start_node<A: Snapshottable>(
                 let reason = panic_message(&*p);
                 tracing::error!(node = %node.meta.name, %reason, "node constructor panicked");
                 node.meta.alive.store(false, Ordering::Release);
-                // Run without an actor: it leaves at once (see `started`) and its mailbox
-                // counts what was sent to it.
+                // It leaves before the panic is reported (a caller told the node does not
+                // exist may spawn another under its name at once, and a round must not wait
+                // for it), then its mailbox runs as a tombstone that counts what was sent to
+                // it.
+                node.core.handle_stop();
+                node.flush(None);
                 actix::Context::with_receiver(rx).run(node);
                 Err(reason)
             }
