@@ -904,10 +904,11 @@ async fn a_constructor_panicking_on_the_callers_thread_is_an_error_at_once() {
     let p = group.spawn("p", probe(&census)).unwrap();
     let mut round = Box::pin(group.snapshot());
     assert!(futures::poll!(&mut round).is_pending());
-    assert!(matches!(
-        group.spawn("boom", || -> Probe { panic!("still no boom") }),
-        Err(SpawnError::ConstructorPanicked { .. })
-    ));
+    let again = group.spawn("boom", || -> Probe { panic!("still no boom") });
+    assert!(
+        matches!(again, Err(SpawnError::ConstructorPanicked { .. })),
+        "{again:?}"
+    );
     let snap = round.await.expect("the failed node owes nothing");
     assert_eq!(names(&snap), ["p"]);
     group
