@@ -474,7 +474,7 @@ impl<A: Snapshottable> Actor for NodeActor<A> {
         // The group was shut down before this actor got to run (a start or restore that
         // failed on another node's constructor, a spawn right before shutdown): it handles
         // nothing, not even the messages already in its mailbox (a restore's in-flight ones).
-        if self.shared.lock().stopped {
+        if self.shared.is_stopped() {
             self.shut_down = true;
             ctx.stop();
             return;
