@@ -57,6 +57,15 @@
 //! VmRSS after the snapshots (both sets of actors alive), `peak_rss_mb` is `VmHWM`, the
 //! highest VmRSS of the run.
 //!
+//! ## What to expect
+//!
+//! One run with `--actors 1000000` on a shared 2-core machine (load ~4 from other work):
+//! 28 s wall for the whole run, peak RSS 3.2 GB (both sets of actors plus two snapshots).
+//! Plain actix: started in 2.1 s, 1013 bytes per actor, one message to each in 1.1 s. The
+//! group: started in 6.1 s, 1389 bytes per node; snapshots in 5.6 s and 4.1 s (the start is
+//! queued at every node after 0.7-0.8 s, the last state is taken after 3.0-4.2 s, the rest is
+//! assembly), 1,000,000 nodes each, a 103 MB file.
+//!
 //! ## Output
 //!
 //! Progress on stderr, then a summary on stdout; with `--json`, one JSON line:
