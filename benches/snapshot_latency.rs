@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo bench --bench snapshot_latency -- --quick     # representative subset, < 2 min on 2 cores
-//! cargo bench --bench snapshot_latency                # full matrix: 144 configurations, 16 skipped, 20-30 min
+//! cargo bench --bench snapshot_latency                # full matrix: 72 configurations, 8 skipped
 //! cargo bench --bench snapshot_latency -- mesh-100    # only configurations whose name contains this
 //! ```
 //!
@@ -14,9 +14,10 @@
 //! Topology `ring`, `mesh` (full mesh) or `star` (hub and leaves, both directions); 10, 100
 //! or 1000 actors; 0, 1k, 10k or 100k tokens circulating (each node forwards every token it
 //! receives to its next outgoing channel, round-robin, so `load` messages are always in
-//! flight); one-node (`one`: node 0 starts, markers spread the round) or all-nodes (`all`)
-//! initiation; one arbiter (`a1`) or one per core (`aN`). A full mesh of 1000 actors has
-//! 999,000 channels (a million mailbox senders and a million markers per round): it is
+//! flight); one arbiter (`a1`) or one per core (`aN`). Every round starts at all nodes (the
+//! first edition's one-node initiation, `Initiation::Node`, is gone with its configurations;
+//! names keep their `-all-` segment so they compare with earlier results). A full mesh of
+//! 1000 actors has 999,000 links (a million mailbox senders, declared one by one): it is
 //! listed as skipped. The actors are those of `benches/workload/mod.rs`.
 //!
 //! For each configuration, both versions of the actors run side by side and take turns,
@@ -40,14 +41,16 @@
 //! take the cores, but cannot see idle time, so for pauses the wall-clock ratio is the one
 //! that counts.
 //!
-//! **Lower bound** of a round's latency: a round cannot end before every marker has been
-//! handled, and a marker is handled after every message queued ahead of it; with all-nodes
-//! initiation every circulating message is queued ahead of some marker. So
-//! `lower_bound_us = (channels + load) / plain_msgs_per_s_best`: markers plus queued
-//! messages, at the best rate plain actix handled messages in this topology in this run.
-//! It ignores the collector (it assembles the snapshot) and, for one-node initiation, the
-//! markers' path length, so it is loose there; at load 0 the plain rate is measured with
-//! 1000 tokens, which flatters the bound (an idle system does not pipeline).
+//! **Lower bound** of a round's latency: a round starts by queuing one start message at every
+//! node, and a node records at the first start or newer-colored message it handles; both
+//! are queued behind every message already in its mailbox when the round started, and every
+//! circulating message is in some mailbox. So the round cannot end before `actors` start
+//! messages and `load` queued messages have been handled:
+//! `lower_bound_us = (actors + load) / plain_msgs_per_s_best`, at the best rate plain actix
+//! handled messages in this topology in this run. It ignores the tracker (it assembles the
+//! snapshot); at load 0 the plain rate is measured with 1000 tokens, which flatters the bound
+//! (an idle system does not pipeline). (The first edition's bound counted one marker per
+//! channel, `channels + load`; the second edition sends no markers.)
 //!
 //! # Output
 //!
@@ -58,8 +61,9 @@
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `name` | `<topology>-<actors>-L<load>-<one\|all>-a<arbiters>` |
-//! | `topology`, `actors`, `channels`, `load`, `initiation`, `arbiters` | the configuration |
+//! | `name` | `<topology>-<actors>-L<load>-all-a<arbiters>` |
+//! | `topology`, `actors`, `channels`, `load`, `arbiters` | the configuration (`channels`: links of the shape) |
+//! | `initiation` | always `all` (kept for comparison with first-edition files) |
 //! | `quick`, `reps` | whether `--quick` windows were used; turns per side |
 //! | `skipped` | why the configuration did not run, or `null` |
 //! | `rounds`, `errors` | snapshot rounds completed / failed in the periodic phases |
@@ -72,7 +76,7 @@
 //! | `snapshot_msgs_per_s` | ours, a snapshot every 100 ms |
 //! | `snapshot_throughput_ratio` | ours with snapshots every 100 ms over ours without |
 //! | `snapshot_vs_plain_ratio` | ours with snapshots every 100 ms over plain actix |
-//! | `lower_bound_us` | `(channels + load) / plain_msgs_per_s_best`, in µs |
+//! | `lower_bound_us` | `(actors + load) / plain_msgs_per_s_best`, in µs |
 //! | `latency_over_bound` | `latency_p50_us / lower_bound_us` |
 //! | `stw_rounds`, `stw_pause_p50_us`, `stw_pause_p99_us`, `stw_pause_max_us` | stop-the-world pauses |
 //! | `stw_state_bytes_mean` | bytes read per stop-the-world snapshot, mean |
@@ -81,13 +85,16 @@
 //! | `*_msgs_per_cpu_s`, `*_ratio_cpu` | the same per CPU second |
 //!
 //! Throughput figures and ratios are `null` at load 0 (nothing to divide).
+//!
+//! `cargo test --benches` runs this target without `--bench`: one tiny configuration in a
+//! debug build, written under `bench-results/smoke/` so that it never overwrites real figures.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::clock::sleep;
-use actix_snapshot::{Initiation, NodeId, SnapshotOptions};
+use actix_snapshot::SnapshotOptions;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
@@ -104,18 +111,16 @@ struct Config {
     shape: Shape,
     n: usize,
     load: u64,
-    one_node: bool,
     arbiters: usize,
 }
 
 impl Config {
     fn name(&self) -> String {
         format!(
-            "{}-{}-L{}-{}-a{}",
+            "{}-{}-L{}-all-a{}",
             self.shape.name(),
             self.n,
             self.load,
-            if self.one_node { "one" } else { "all" },
             self.arbiters
         )
     }
@@ -123,7 +128,7 @@ impl Config {
     fn skip_reason(&self) -> Option<String> {
         (self.shape == Shape::Mesh && self.n >= 1000).then(|| {
             format!(
-                "a full mesh of {} actors has {} channels (a mailbox sender each, a marker each per round): infeasible here",
+                "a full mesh of {} actors has {} links (a mailbox sender each): infeasible here",
                 self.n,
                 self.shape.channels(self.n)
             )
@@ -162,30 +167,29 @@ const FULL: Windows = Windows {
 };
 
 fn quick_matrix(cores: usize) -> Vec<Config> {
-    let c = |shape, n, load, one_node, arbiters| Config {
+    let c = |shape, n, load, arbiters| Config {
         shape,
         n,
         load,
-        one_node,
         arbiters,
     };
     let mut v = Vec::new();
-    // Latency against load, per topology, 100 actors, all-nodes, one arbiter per core.
+    // Latency against load, per topology, 100 actors, one arbiter per core (includes the
+    // idle mesh-100 target).
     for shape in [Shape::Ring, Shape::Mesh, Shape::Star] {
         for load in [0, 1_000, 10_000, 100_000] {
-            v.push(c(shape, 100, load, false, cores));
+            v.push(c(shape, 100, load, cores));
         }
     }
-    // Targets: 1000-actor ring with 10k circulating (all-nodes); mesh-100 idle one-node.
-    v.push(c(Shape::Ring, 1000, 10_000, false, cores));
-    v.push(c(Shape::Mesh, 100, 0, true, cores));
-    // One-node against all-nodes initiation under load.
-    v.push(c(Shape::Ring, 100, 10_000, true, cores));
+    // Target: 1000-actor ring with 10k circulating. (The first edition's one-node
+    // configurations, mesh-100-L0-one and ring-100-L10000-one, are gone with
+    // `Initiation::Node`.)
+    v.push(c(Shape::Ring, 1000, 10_000, cores));
     // One arbiter against one per core.
-    v.push(c(Shape::Ring, 100, 10_000, false, 1));
+    v.push(c(Shape::Ring, 100, 10_000, 1));
     // Sizes.
-    v.push(c(Shape::Ring, 10, 10_000, false, cores));
-    v.push(c(Shape::Star, 1000, 10_000, false, cores));
+    v.push(c(Shape::Ring, 10, 10_000, cores));
+    v.push(c(Shape::Star, 1000, 10_000, cores));
     v
 }
 
@@ -194,16 +198,13 @@ fn full_matrix(cores: usize) -> Vec<Config> {
     for shape in [Shape::Ring, Shape::Mesh, Shape::Star] {
         for n in [10, 100, 1000] {
             for load in [0, 1_000, 10_000, 100_000] {
-                for one_node in [false, true] {
-                    for arbiters in [1, cores] {
-                        v.push(Config {
-                            shape,
-                            n,
-                            load,
-                            one_node,
-                            arbiters,
-                        });
-                    }
+                for arbiters in [1, cores] {
+                    v.push(Config {
+                        shape,
+                        n,
+                        load,
+                        arbiters,
+                    });
                 }
             }
         }
@@ -337,7 +338,7 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
         "actors": cfg.n,
         "channels": channels,
         "load": cfg.load,
-        "initiation": if cfg.one_node { "one" } else { "all" },
+        "initiation": "all",
         "arbiters": cfg.arbiters,
         "quick": quick,
         "skipped": null,
@@ -363,14 +364,7 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
     let net = SnapNet::start(cfg.shape, cfg.n, cfg.arbiters, finish.clone(), false, true);
     net.inject(cfg.load, FOREVER);
     net.hold(cfg.load).await;
-    let initiation = if cfg.one_node {
-        Initiation::Node(NodeId(0))
-    } else {
-        Initiation::AllNodes
-    };
-    let opts = SnapshotOptions::default()
-        .initiation(initiation)
-        .timeout(ROUND_TIMEOUT);
+    let opts = SnapshotOptions::default().timeout(ROUND_TIMEOUT);
 
     // One measurement window per rep and kind.
     let (mut plain_w, mut stw_w, mut wrapped_w, mut snap_w) =
@@ -464,7 +458,7 @@ async fn run(cfg: Config, w: Windows, quick: bool) -> Value {
     let rounds = lat.len();
     let mean = |total: usize, n: u64| (n > 0).then(|| total as f64 / n as f64);
     let loaded = cfg.load > 0;
-    let bound_us = (channels as f64 + cfg.load as f64) / plain_best * 1e6;
+    let bound_us = (cfg.n as f64 + cfg.load as f64) / plain_best * 1e6;
     let p50 = (rounds > 0).then(|| lat.value_at_quantile(0.5));
     out["rounds"] = json!(rounds);
     out["errors"] = json!(errors);
@@ -595,8 +589,13 @@ fn write_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
 
 const LOADS: [u64; 4] = [0, 1_000, 10_000, 100_000];
 
+/// The plot series a configuration belongs to.
+fn series_label(r: &Value) -> String {
+    format!("{} actors, a{}", r["actors"], r["arbiters"])
+}
+
 /// p50 latency (ours) and stop-the-world pause against load, one panel per topology, one
-/// line per (actors, initiation, arbiters).
+/// line per (actors, arbiters).
 fn plot(rows: &[Value], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (1500, 520)).into_drawing_area();
@@ -653,14 +652,7 @@ fn plot(rows: &[Value], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         let mut series: Vec<String> = ran
             .iter()
             .filter(|r| r["topology"] == topo)
-            .map(|r| {
-                format!(
-                    "{} actors, {}, a{}",
-                    r["actors"],
-                    r["initiation"].as_str().unwrap_or("?"),
-                    r["arbiters"]
-                )
-            })
+            .map(|r| series_label(r))
             .collect();
         series.sort();
         series.dedup();
@@ -669,15 +661,7 @@ fn plot(rows: &[Value], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
             let point = |field: &str| -> Vec<(f64, f64)> {
                 let mut pts: Vec<(f64, f64)> = ran
                     .iter()
-                    .filter(|r| {
-                        r["topology"] == topo
-                            && format!(
-                                "{} actors, {}, a{}",
-                                r["actors"],
-                                r["initiation"].as_str().unwrap_or("?"),
-                                r["arbiters"]
-                            ) == *label
-                    })
+                    .filter(|r| r["topology"] == topo && series_label(r) == *label)
                     .filter_map(|r| {
                         let i = LOADS.iter().position(|&l| Some(l) == r["load"].as_u64())?;
                         Some((i as f64, r[field].as_f64()? / 1000.0))
@@ -723,8 +707,9 @@ fn plot(rows: &[Value], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `cargo test --benches` runs bench targets with `--test`: one tiny configuration.
-    let smoke = args.iter().any(|a| a == "--test");
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing (a bench target
+    // is run as a test): then one tiny configuration, as criterion does for its benches.
+    let smoke = args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench");
     let filter: Option<&String> = args.iter().find(|a| !a.starts_with("--"));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
 
@@ -733,7 +718,6 @@ fn main() {
             shape: Shape::Ring,
             n: 10,
             load: 100,
-            one_node: false,
             arbiters: 1,
         };
         let w = Windows {
@@ -755,9 +739,14 @@ fn main() {
         .filter(|c| filter.is_none_or(|f| c.name().contains(f.as_str())))
         .collect();
 
-    let out_dir =
+    let mut out_dir =
         PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
             .join("bench-results");
+    if smoke {
+        // A smoke run (debug build) must not overwrite the figures of a real run.
+        out_dir.push("smoke");
+    }
+    let rows_dir = out_dir.clone();
     println!(
         "snapshot_latency: {} configurations ({} mode), {} cores; a snapshot every {} ms",
         configs.len(),
@@ -778,7 +767,9 @@ fn main() {
         for cfg in configs {
             let row = run(cfg, windows, quick).await;
             print_row(&row);
-            let file = out_dir.join("latency").join(format!("{}.json", cfg.name()));
+            let file = rows_dir
+                .join("latency")
+                .join(format!("{}.json", cfg.name()));
             let body = serde_json::to_vec_pretty(&row).expect("json");
             if let Err(e) = write_file(&file, &body) {
                 eprintln!("could not write {}: {e}", file.display());
@@ -787,9 +778,6 @@ fn main() {
         }
         rows
     });
-    let out_dir =
-        PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
-            .join("bench-results");
     let all = out_dir.join("snapshot_latency.json");
     let body = serde_json::to_vec_pretty(&rows).expect("json");
     match write_file(&all, &body) {

@@ -1,8 +1,8 @@
 //! The workload both benches share: the same token-forwarding actors written twice, once as
-//! plain actix actors (`Addr::do_send`, the baseline) and once as group nodes (`Out<M>`
-//! inside a `SnapshotActor`), wired in the same shapes and placed on the same number of
-//! arbiters, so that every figure can be reported as a ratio against a baseline measured in
-//! the same run.
+//! plain actix actors (`Addr::do_send`, the baseline) and once as group nodes (`Out<M>` links
+//! declared on a `GroupBuilder`, each node run by a `NodeActor`), wired in the same shapes and
+//! placed on the same number of arbiters, so that every figure can be reported as a ratio
+//! against a baseline measured in the same run.
 //!
 //! - Shapes ([`Shape`]): `ring` (i -> i+1), `mesh` (every node to every other), `star` (hub 0
 //!   to every leaf and back), `fan-in` (nodes 1.. send to sink 0).
@@ -51,7 +51,8 @@ pub struct Burst {
     pub count: u64,
 }
 
-/// Makes a group node block its arbiter thread until its gate opens (holds markers back).
+/// Makes a group node block its arbiter thread until its gate opens (holds a round's start
+/// back at every node of that arbiter).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hold;
 
@@ -187,8 +188,8 @@ pub struct SNode {
     router: Router,
     /// Set when the node records a state (lets a bench wait until a round is open here).
     recorded: Option<Arc<AtomicBool>>,
-    /// Gate a [`Hold`] waits on.
-    gate: Option<Arc<AtomicBool>>,
+    /// Gate a [`Hold`] waits on, and the flag it raises once it blocks.
+    gate: Option<(Arc<AtomicBool>, Arc<AtomicBool>)>,
     /// Parking switch (see [`Stw`]); tokens with id [`RESUME_ID`] flush the parked ones.
     stw: Option<Arc<Stw>>,
     parked: Vec<Tok>,
@@ -245,10 +246,12 @@ impl Receive<Burst> for SNode {
 
 impl Receive<Hold> for SNode {
     fn receive(&mut self, _: Hold, _ctx: &mut SnapCtx<Self>) {
-        if let Some(gate) = &self.gate {
+        if let Some((gate, holding)) = &self.gate {
+            holding.store(true, Ordering::SeqCst);
             while !gate.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_micros(200));
             }
+            holding.store(false, Ordering::SeqCst);
         }
     }
 }
@@ -265,8 +268,7 @@ pub struct SnapNet {
     pub counters: Vec<Arc<AtomicU64>>,
     /// Application channels.
     pub channels: usize,
-    /// Hold-back parts, when asked for: the blocker's ingress, its gate, the sink's
-    /// "recorded" flag, and the sink's id (the round's initiator).
+    /// Hold-back parts, when asked for: the blocker's ingress, its gate and flags.
     pub holdback: Option<Holdback>,
     stw: Arc<Stw>,
 }
@@ -277,21 +279,30 @@ pub struct Holdback {
     pub hold: Ingress<Hold>,
     /// Opens the blocker.
     pub gate: Arc<AtomicBool>,
+    /// Set while the blocker blocks its arbiter.
+    pub holding: Arc<AtomicBool>,
     /// Set when the sink recorded its state.
     pub sink_recorded: Arc<AtomicBool>,
-    /// The sink: start the round there (`Initiation::Node`).
-    pub sink: actix_snapshot::NodeId,
 }
 
 impl SnapNet {
     /// Starts `n` nodes in `shape` on `arbiters` arbiters (round-robin). Must run inside an
     /// actix system.
     ///
-    /// With `holdback` (fan-in only) a blocker node on an extra arbiter is added, with
-    /// channels sink -> blocker and blocker -> every producer that carry only markers. A
-    /// round initiated at the sink then records the sink, whose marker stops at the blocker
-    /// while the blocker is held ([`Hold`]): the producers cannot record, so the sink
-    /// records every message on its incoming channels until the gate opens.
+    /// With `holdback` (fan-in on one arbiter only) a blocker node is added on the same
+    /// arbiter. It holds a round open so that the sink records *every* message the producers
+    /// send while the round is open (every round starts at all nodes, and a node records at
+    /// the first start or newer-colored message it handles, so the shape of the hold is in
+    /// the order of the mailboxes):
+    ///
+    /// 1. [`Hold`] blocks the arbiter (wait for [`Holdback::holding`]);
+    /// 2. the producers get their [`Burst`]s: queued, not handled;
+    /// 3. a round starts: its start message is queued behind the burst at each producer, and
+    ///    alone in the sink's empty mailbox;
+    /// 4. the gate opens: the sink records before it handles any token (its start is first in
+    ///    its mailbox), each producer sends its whole burst with the old color and records
+    ///    afterwards, so every token of the burst arrives at the sink after its cut and is
+    ///    recorded in flight; the round completes when the last of them has arrived.
     ///
     /// With `pausable` the nodes can park their tokens ([`SnapNet::hold`]) so that the
     /// harness can measure another set of actors on an idle machine.
@@ -306,7 +317,7 @@ impl SnapNet {
         let arbiters = arbiters.max(1);
         let stw_ctl = Arc::new(Stw::default());
         let mut b = GroupBuilder::new();
-        b.arbiters(arbiters + usize::from(holdback));
+        b.arbiters(arbiters);
         let nodes: Vec<NodeRef<SNode>> = (0..n)
             .map(|i| b.node_on::<SNode>(format!("n{i}"), i % arbiters))
             .collect();
@@ -329,29 +340,26 @@ impl SnapNet {
             }
         }
         let hb = if holdback && n > 1 {
-            let blocker = b.node_on::<SNode>("blocker", arbiters);
-            let _ = b.channel::<Tok, _, _>(nodes[0], blocker);
-            let mut blocker_outs = Vec::new();
-            for &p in &nodes[1..] {
-                blocker_outs.push(b.channel::<Tok, _, _>(blocker, p));
-            }
+            assert_eq!(arbiters, 1, "hold-back needs every node on one arbiter");
+            let blocker = b.node_on::<SNode>("blocker", 0);
             let hold = b.ingress::<Hold, _>("hold", blocker);
             let gate = Arc::new(AtomicBool::new(false));
-            let g = Arc::clone(&gate);
+            let holding = Arc::new(AtomicBool::new(false));
+            let parts = (Arc::clone(&gate), Arc::clone(&holding));
             let f = Arc::clone(&finish);
             b.actor(blocker, move |_| SNode {
-                outs: blocker_outs,
+                outs: Vec::new(),
                 router: Router::new(Arc::new(AtomicU64::new(0)), f),
                 recorded: None,
-                gate: Some(g),
+                gate: Some(parts),
                 stw: None,
                 parked: Vec::new(),
             });
             Some(Holdback {
                 hold,
                 gate,
+                holding,
                 sink_recorded: Arc::new(AtomicBool::new(false)),
-                sink: nodes[0].id(),
             })
         } else {
             None
