@@ -314,7 +314,13 @@ impl<S, P> NodeCore<S, P> {
 
     /// The next output, in order.
     pub fn poll(&mut self) -> Option<NodeOutput<S, P>> {
-        self.out.pop_front()
+        let next = self.out.pop_front();
+        if next.is_none() && self.out.capacity() > 0 {
+            // Outputs are rare (a record per round, a note per late message); a drained queue
+            // gives its buffer back, so an idle node costs its counters only.
+            self.out = VecDeque::new();
+        }
+        next
     }
 
     fn record(&mut self, r: RoundId, state: impl FnOnce() -> Result<S, String>) {

@@ -109,7 +109,16 @@ pub struct SnapshotStats {
     pub nodes: u64,
 }
 
-pub(crate) type Reply = oneshot::Sender<Result<GlobalSnapshot, SnapshotError>>;
+/// A completed round on its way to its waiter, which assembles the snapshot on its own task
+/// (not on the arbiter of the node whose record completed the round).
+pub(crate) struct Done {
+    round: CompletedRound<Rec, RecMsg>,
+    ingress: Vec<(u32, String, NodeId, &'static str)>,
+    next_node_id: u64,
+}
+
+pub(crate) type Outcome = Result<Done, SnapshotError>;
+pub(crate) type Reply = oneshot::Sender<Outcome>;
 
 /// What the group keeps of a live node: a typed address behind a type-erased handle.
 pub(crate) trait NodeHandle: Send {
@@ -383,7 +392,7 @@ impl Shared {
     pub(crate) fn start_round(
         self: &Arc<Self>,
         timeout: Duration,
-    ) -> Result<oneshot::Receiver<Result<GlobalSnapshot, SnapshotError>>, SnapshotError> {
+    ) -> Result<oneshot::Receiver<Outcome>, SnapshotError> {
         let (tx, rx) = oneshot::channel();
         let mut st = self.lock();
         if st.stopped {
@@ -558,18 +567,12 @@ fn finish(finished: Vec<Finished>) {
                 ingress,
                 next_node_id,
             } => {
-                let started = round.started;
-                let snap = assemble(round, &ingress, next_node_id);
-                let took = started.elapsed();
-                tracing::debug!(
-                    round = snap.id,
-                    nodes = snap.nodes.len(),
-                    in_flight = snap.in_flight_count(),
-                    ms = took.as_secs_f64() * 1e3,
-                    "snapshot round completed"
-                );
                 if let Some(reply) = reply {
-                    let _ = reply.send(Ok(snap));
+                    let _ = reply.send(Ok(Done {
+                        round,
+                        ingress,
+                        next_node_id,
+                    }));
                 }
             }
             Finished::Failed { reply, error } => {
@@ -582,14 +585,23 @@ fn finish(finished: Vec<Finished>) {
 }
 
 impl Shared {
-    /// Waits for a round's result and accounts for it.
+    /// Waits for a round's result, assembles the snapshot and accounts for it.
     pub(crate) async fn wait(
         self: &Arc<Self>,
-        rx: oneshot::Receiver<Result<GlobalSnapshot, SnapshotError>>,
+        rx: oneshot::Receiver<Outcome>,
         started: Instant,
     ) -> Result<GlobalSnapshot, SnapshotError> {
-        let snap = rx.await.map_err(|_| SnapshotError::GroupStopped)??;
-        self.account(&snap, started.elapsed());
+        let done = rx.await.map_err(|_| SnapshotError::GroupStopped)??;
+        let snap = assemble(done.round, &done.ingress, done.next_node_id);
+        let took = started.elapsed();
+        tracing::debug!(
+            round = snap.id,
+            nodes = snap.nodes.len(),
+            in_flight = snap.in_flight_count(),
+            ms = took.as_secs_f64() * 1e3,
+            "snapshot round completed"
+        );
+        self.account(&snap, took);
         Ok(snap)
     }
 }
