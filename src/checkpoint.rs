@@ -22,8 +22,14 @@
 //!   Hooks, encoding and file writes all run on a dedicated writer thread, never on an
 //!   actor's thread, so writing a checkpoint does not block the actors.
 //!
-//! To recover, build the same topology again and hand the newest valid checkpoint to
-//! [`GroupBuilder::restore`](crate::GroupBuilder::restore).
+//! Each checkpoint holds whoever is in the group at its cut. A node that stops leaves the
+//! group: the checkpoints after it do not hold it, and checkpointing goes on. A node whose
+//! actor panics fails the round it owed a record ([`SnapshotError::NodePanicked`], one
+//! failure for the coordinator); the rounds after it succeed without the node.
+//!
+//! To recover, build the same group again (declared nodes, and
+//! [`restorable`](crate::GroupBuilder::restorable) for nodes spawned at run time) and hand the
+//! newest valid checkpoint to [`GroupBuilder::restore`](crate::GroupBuilder::restore).
 //!
 //! ```
 //! use std::time::Duration;
@@ -94,9 +100,8 @@ use futures::channel::oneshot;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 
-use crate::collector::{Initiation, SnapshotOptions};
 use crate::error::{DecodeError, SnapshotError};
-use crate::group::SnapshotGroup;
+use crate::shell::{SnapshotGroup, SnapshotOptions};
 use crate::snapshot::GlobalSnapshot;
 
 /// Start of every checkpoint file name.
@@ -616,7 +621,6 @@ impl CheckpointStore for FsStore {
 /// | `max_concurrent`     | 1        | rounds (snapshot + write) in progress at once            |
 /// | `tolerable_failures` | 3        | consecutive failed rounds tolerated; one more stops it   |
 /// | `retain`             | 3        | checkpoints kept in the store, newest first              |
-/// | `initiation`         | all nodes| how rounds start ([`Initiation`])                        |
 ///
 /// The first round starts one `interval` after [`Checkpointer::start`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -624,20 +628,21 @@ impl CheckpointStore for FsStore {
 pub struct CheckpointConfig {
     /// Time between the starts of two rounds.
     pub interval: Duration,
-    /// Limit for a round's snapshot (passed to the collector), and again for its write.
+    /// Limit for a round's snapshot (its [`SnapshotOptions::timeout`]), and again for its
+    /// write.
     pub timeout: Duration,
     /// Least time between the end of a round (completed or failed) and the next start.
     pub min_pause: Duration,
     /// Rounds in progress at once, from start until written; at least 1. Their snapshot
-    /// rounds overlap; their writes queue on the one writer thread.
+    /// rounds overlap; their writes queue on the one writer thread. The group's own limit
+    /// ([`GroupBuilder::max_concurrent_rounds`](crate::GroupBuilder::max_concurrent_rounds))
+    /// also applies: a round above it fails with [`SnapshotError::TooManyRounds`].
     pub max_concurrent: usize,
     /// Failed rounds in a row that are tolerated; the next failure stops the coordinator
     /// with [`CheckpointError::TooManyFailures`]. 0 stops it at the first failure.
     pub tolerable_failures: u32,
     /// Checkpoints kept in the store; older ones are removed after each write. At least 1.
     pub retain: usize,
-    /// How rounds start.
-    pub initiation: Initiation,
 }
 
 impl Default for CheckpointConfig {
@@ -649,7 +654,6 @@ impl Default for CheckpointConfig {
             max_concurrent: 1,
             tolerable_failures: 3,
             retain: 3,
-            initiation: Initiation::AllNodes,
         }
     }
 }
@@ -683,11 +687,6 @@ impl CheckpointConfig {
     /// Keeping the newest `n` checkpoints.
     pub fn retain(mut self, n: usize) -> Self {
         self.retain = n;
-        self
-    }
-    /// With the given initiation.
-    pub fn initiation(mut self, i: Initiation) -> Self {
-        self.initiation = i;
         self
     }
 
@@ -936,9 +935,7 @@ impl Coordinator {
         let group = self.group.clone();
         let jobs = self.jobs.clone();
         let timeout = self.config.timeout;
-        let options = SnapshotOptions::default()
-            .initiation(self.config.initiation)
-            .timeout(timeout);
+        let options = SnapshotOptions::default().timeout(timeout);
         async move {
             let started = Instant::now();
             let snapshot = group.snapshot_with(options).await?;

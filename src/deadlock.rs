@@ -14,8 +14,9 @@
 //! things outside the group (ingress, timers) must not be reported.
 //!
 //! A wait `i -> j` is **satisfied** in a snapshot if the snapshot holds at least one message
-//! in flight on a channel from `j` to `i` (any channel, any message type). That message will
-//! be delivered to `i`, so `i` is not stuck on `j` at this cut, whatever the message says.
+//! in flight from `j` to `i` (a [`PathSnapshot`](crate::snapshot::PathSnapshot) with
+//! `from == j` and `to == i`, any message type). That message will be delivered to `i`, so
+//! `i` is not stuck on `j` at this cut, whatever the message says.
 //! Satisfied waits are kept in the graph (and drawn dashed by [`WaitForGraph::to_dot`]) but
 //! do not count for deadlocks.
 //!
@@ -27,6 +28,11 @@
 //! report waits as defined above. The rule errs on the safe side: a message in flight from
 //! `j` that does not in fact release `i` hides the deadlock from this snapshot, and a later
 //! snapshot (taken once the message was delivered) finds it.
+//!
+//! Nodes are named by their [`NodeId`]s, which are sparse in a group where nodes come and
+//! go: the graph has one node per node of the snapshot, in id order, and a wait on a node
+//! the snapshot does not hold (one that had left the group at the cut) is not an edge — such
+//! a node can never be part of a cycle of the snapshot.
 //!
 //! The strongly connected components come from `petgraph::algo::tarjan_scc`; each deadlock
 //! also carries one elementary cycle through it (a shortest path back to its first node,
@@ -46,14 +52,14 @@
 //!     fn snapshot_state(&self) {}
 //!     fn waits_for(&self) -> Vec<NodeId> { self.on.into_iter().collect() }
 //! }
-//! impl Receive<u32> for Waiter {
-//!     fn receive(&mut self, on: u32, _ctx: &mut SnapCtx<Self>) { self.on = Some(NodeId(on)); }
+//! impl Receive<u64> for Waiter {
+//!     fn receive(&mut self, on: u64, _ctx: &mut SnapCtx<Self>) { self.on = Some(NodeId(on)); }
 //! }
 //!
 //! # #[actix::main] async fn main() {
 //! let mut b = SnapshotGroup::builder();
 //! let (x, y, z) = (b.node::<Waiter>("x"), b.node::<Waiter>("y"), b.node::<Waiter>("z"));
-//! let (tx, ty) = (b.ingress::<u32, _>("tx", x), b.ingress::<u32, _>("ty", y));
+//! let (tx, ty) = (b.ingress::<u64, _>("tx", x), b.ingress::<u64, _>("ty", y));
 //! for n in [x, y, z] { b.actor(n, |_| Waiter { on: None }); }
 //! let group = b.start().unwrap();
 //! tx.send(y.id().0).unwrap();           // x waits for y
@@ -88,8 +94,8 @@ use crate::snapshot::GlobalSnapshot;
 /// One wait in the graph: an edge `waiter -> waited_for`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wait {
-    /// Messages in flight from the waited-for node to the waiter at the cut, over all
-    /// channels between them. More than zero means the wait is satisfied.
+    /// Messages in flight from the waited-for node to the waiter at the cut, of any message
+    /// type. More than zero means the wait is satisfied.
     pub in_flight: usize,
 }
 
@@ -136,50 +142,60 @@ impl fmt::Display for Deadlock {
     }
 }
 
-/// The wait-for graph of one snapshot. Nodes are the group's nodes (weights: their names),
-/// edges the recorded waits.
+/// The wait-for graph of one snapshot. Nodes are the snapshot's nodes in id order (weights:
+/// their names), edges the recorded waits.
 #[derive(Debug, Clone)]
 pub struct WaitForGraph {
     graph: DiGraph<String, Wait>,
+    /// The node id of each graph node, by index.
+    ids: Vec<NodeId>,
 }
 
 impl WaitForGraph {
-    /// Builds the graph from a snapshot: one graph node per snapshot node (same index), one
-    /// edge per distinct recorded wait, with the in-flight count of the reverse channels.
-    /// Waits on ids the snapshot does not have are ignored (a decoded snapshot has none).
+    /// Builds the graph from a snapshot: one graph node per snapshot node (in the snapshot's
+    /// order, which is by id), one edge per distinct recorded wait, with the number of
+    /// messages in flight the other way. Waits on ids the snapshot does not hold are ignored.
     pub fn from_snapshot(snap: &GlobalSnapshot) -> Self {
         let mut graph = DiGraph::with_capacity(snap.nodes.len(), 0);
+        let mut index: HashMap<NodeId, NodeIndex> = HashMap::with_capacity(snap.nodes.len());
         for node in &snap.nodes {
-            graph.add_node(node.name.clone());
+            index.insert(node.id, graph.add_node(node.name.clone()));
         }
         let mut in_flight: HashMap<(NodeId, NodeId), usize> = HashMap::new();
-        for ch in &snap.channels {
-            *in_flight.entry((ch.from, ch.to)).or_default() += ch.messages.len();
+        for p in &snap.paths {
+            *in_flight.entry((p.from, p.to)).or_default() += p.messages.len();
         }
-        let n = snap.nodes.len();
-        for (i, node) in snap.nodes.iter().enumerate() {
-            let mut targets: Vec<NodeId> = node
+        for node in &snap.nodes {
+            let waiter = index[&node.id];
+            let mut targets: Vec<(NodeId, NodeIndex)> = node
                 .waits_for
                 .iter()
-                .copied()
-                .filter(|j| j.index() < n)
+                .filter_map(|j| index.get(j).map(|&t| (*j, t)))
                 .collect();
             targets.sort();
             targets.dedup();
-            let waiter = NodeId(i as u32);
-            for j in targets {
+            for (j, target) in targets {
                 let wait = Wait {
-                    in_flight: in_flight.get(&(j, waiter)).copied().unwrap_or(0),
+                    in_flight: in_flight.get(&(j, node.id)).copied().unwrap_or(0),
                 };
-                graph.add_edge(NodeIndex::new(i), NodeIndex::new(j.index()), wait);
+                graph.add_edge(waiter, target, wait);
             }
         }
-        WaitForGraph { graph }
+        WaitForGraph {
+            graph,
+            ids: snap.nodes.iter().map(|n| n.id).collect(),
+        }
     }
 
-    /// The underlying petgraph graph (node index = node id).
+    /// The underlying petgraph graph. Graph node `i` is the snapshot's `nodes[i]`, whose id
+    /// is [`node_id(i)`](Self::node_id).
     pub fn graph(&self) -> &DiGraph<String, Wait> {
         &self.graph
+    }
+
+    /// The node id of graph node `index`.
+    pub fn node_id(&self, index: NodeIndex) -> Option<NodeId> {
+        self.ids.get(index.index()).copied()
     }
 
     /// Every recorded wait as `(waiter, waited-for, wait)`, by waiter.

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! actix-snapshot list DIR            # checkpoints in DIR: id, size, valid or why not
-//! actix-snapshot inspect FILE        # nodes, channels (in-flight counts), ingress offsets
+//! actix-snapshot inspect FILE        # nodes, paths (in-flight counts), ingress offsets
 //! actix-snapshot inspect FILE --json # the whole snapshot as JSON, states and messages decoded
 //! actix-snapshot verify FILE|DIR     # checksum and version; exit code 1 if any file is bad
 //! actix-snapshot graph FILE          # wait-for graph: waits, deadlocks (crate::deadlock)
@@ -65,8 +65,8 @@ pub enum Command {
         /// The checkpoint directory.
         dir: PathBuf,
     },
-    /// Show a snapshot file: nodes with type and state size, in-flight messages per
-    /// channel, ingress offsets.
+    /// Show a snapshot file: nodes with type, state size and message counters, in-flight
+    /// messages per path (sender, receiver, message type), ingress offsets.
     Inspect {
         /// The snapshot file.
         file: PathBuf,
@@ -81,7 +81,8 @@ pub enum Command {
         path: PathBuf,
     },
     /// Show the wait-for graph of a snapshot file: every recorded wait, whether an
-    /// in-flight message satisfies it, and the deadlocks (see [`crate::deadlock`]).
+    /// in-flight message satisfies it, and the deadlocks (the rule is documented in
+    /// `actix_snapshot::deadlock`).
     Graph {
         /// The snapshot file.
         file: PathBuf,
@@ -237,9 +238,9 @@ fn list(dir: &Path, out: &mut dyn Write) -> Result<(), InspectError> {
     for e in entries {
         let status = match store.load(e.id) {
             Ok(s) => format!(
-                "valid: {} nodes, {} channels, {} in flight, taken at {} ms",
+                "valid: {} nodes, {} paths, {} in flight, taken at {} ms",
                 s.nodes.len(),
-                s.channels.len(),
+                s.paths.len(),
                 s.in_flight_count(),
                 s.taken_at_ms
             ),
@@ -252,13 +253,20 @@ fn list(dir: &Path, out: &mut dyn Write) -> Result<(), InspectError> {
     Ok(())
 }
 
+/// The name of node `id`, or `#id` when the snapshot does not hold it (a path's sender
+/// that had left the group at the cut).
+fn node_label(snap: &GlobalSnapshot, id: crate::NodeId) -> String {
+    snap.node_name(id)
+        .map_or_else(|| format!("#{id}"), str::to_string)
+}
+
 fn inspect_text(
     snap: &GlobalSnapshot,
     file: &Path,
     bytes: &[u8],
     out: &mut dyn Write,
 ) -> Result<(), InspectError> {
-    let name = |id: crate::NodeId| snap.node_name(id).unwrap_or("?").to_string();
+    let name = |id: crate::NodeId| node_label(snap, id);
     writeln!(out, "file:      {}", file.display())?;
     writeln!(
         out,
@@ -268,58 +276,62 @@ fn inspect_text(
     )?;
     writeln!(
         out,
-        "snapshot:  id {}, taken at {} ms since the epoch",
-        snap.id, snap.taken_at_ms
+        "snapshot:  id {}, taken at {} ms since the epoch, next node id {}",
+        snap.id, snap.taken_at_ms, snap.next_node_id
     )?;
     writeln!(out, "\nnodes ({}):", snap.nodes.len())?;
     writeln!(
         out,
-        "  {:>4}  {:<20}  {:<40}  {:>7}  {:>11}  waits for",
-        "id", "name", "type", "version", "state bytes"
+        "  {:>6}  {:<20}  {:<20}  {:>7}  {:>11}  {:>10}  {:>10}  {:>10}  waits for",
+        "id", "name", "type", "version", "state bytes", "sent", "received", "external"
     )?;
     for n in &snap.nodes {
         let waits: Vec<String> = n.waits_for.iter().map(|w| name(*w)).collect();
         writeln!(
             out,
-            "  {:>4}  {:<20}  {:<40}  {:>7}  {:>11}  {}",
+            "  {:>6}  {:<20}  {:<20}  {:>7}  {:>11}  {:>10}  {:>10}  {:>10}  {}",
             n.id.0,
             n.name,
             n.actor_type,
             n.state_version,
             n.state.len(),
+            n.sent,
+            n.received,
+            n.external,
             waits.join(", ")
         )?;
     }
-    writeln!(out, "\nchannels ({}):", snap.channels.len())?;
     writeln!(
         out,
-        "  {:>4}  {:<30}  {:<30}  {:>8}  {:>9}  {:>9}  {:>8}",
-        "id", "from -> to", "message type", "sent", "delivered", "in flight", "bytes"
+        "\npaths with messages in flight ({}):",
+        snap.paths.len()
     )?;
-    for c in &snap.channels {
-        let bytes: usize = c.messages.iter().map(|m| m.len()).sum();
+    writeln!(
+        out,
+        "  {:<30}  {:<20}  {:>9}  {:>8}",
+        "from -> to", "message type", "in flight", "bytes"
+    )?;
+    for p in &snap.paths {
+        let bytes: usize = p.messages.iter().map(|m| m.len()).sum();
         writeln!(
             out,
-            "  {:>4}  {:<30}  {:<30}  {:>8}  {:>9}  {:>9}  {:>8}",
-            c.id,
-            format!("{} -> {}", name(c.from), name(c.to)),
-            c.message_type,
-            c.sent,
-            c.delivered,
-            c.messages.len(),
+            "  {:<30}  {:<20}  {:>9}  {:>8}",
+            format!("{} -> {}", name(p.from), name(p.to)),
+            p.message_type,
+            p.messages.len(),
             bytes
         )?;
     }
     writeln!(out, "\ningress ({}):", snap.ingress.len())?;
     writeln!(
         out,
-        "  {:>4}  {:<20}  {:<20}  {:<30}  {:>8}",
+        "  {:>4}  {:<20}  {:<20}  {:<20}  {:>8}",
         "id", "name", "to", "message type", "offset"
     )?;
     for i in &snap.ingress {
         writeln!(
             out,
-            "  {:>4}  {:<20}  {:<20}  {:<30}  {:>8}",
+            "  {:>4}  {:<20}  {:<20}  {:<20}  {:>8}",
             i.id,
             i.name,
             name(i.to),
@@ -397,6 +409,7 @@ pub fn snapshot_json(snap: &GlobalSnapshot, file: &Path, bytes: &[u8]) -> Json {
         "crc32": stored_crc(bytes),
         "id": snap.id,
         "taken_at_ms": snap.taken_at_ms,
+        "next_node_id": snap.next_node_id,
         "nodes": snap.nodes.iter().map(|n| json!({
             "id": n.id.0,
             "name": n.name,
@@ -405,18 +418,18 @@ pub fn snapshot_json(snap: &GlobalSnapshot, file: &Path, bytes: &[u8]) -> Json {
             "state_bytes": n.state.len(),
             "state": decode_msgpack(&n.state),
             "waits_for": n.waits_for.iter().map(|w| w.0).collect::<Vec<_>>(),
+            "sent": n.sent,
+            "received": n.received,
+            "external": n.external,
         })).collect::<Vec<_>>(),
-        "channels": snap.channels.iter().map(|c| json!({
-            "id": c.id,
-            "from": c.from.0,
-            "to": c.to.0,
-            "from_name": snap.node_name(c.from),
-            "to_name": snap.node_name(c.to),
-            "message_type": c.message_type,
-            "sent": c.sent,
-            "delivered": c.delivered,
-            "in_flight": c.messages.len(),
-            "messages": c.messages.iter().map(|m| decode_msgpack(m)).collect::<Vec<_>>(),
+        "paths": snap.paths.iter().map(|p| json!({
+            "from": p.from.0,
+            "to": p.to.0,
+            "from_name": snap.node_name(p.from),
+            "to_name": snap.node_name(p.to),
+            "message_type": p.message_type,
+            "in_flight": p.messages.len(),
+            "messages": p.messages.iter().map(|m| decode_msgpack(m)).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "ingress": snap.ingress.iter().map(|i| json!({
             "id": i.id,

@@ -7,9 +7,10 @@
 //!   check's name, the snapshot id, how many snapshots the monitor had checked so far, and
 //!   the offending [`GlobalSnapshot`] itself for inspection (optionally also written to a
 //!   directory, see [`MonitorBuilder::store_violations_in`]);
-//! - a **snapshot failure** when a round does not complete (timeout, stopped node): a
-//!   [`MonitorEvent::SnapshotFailed`]. A failed round is not a violation; the monitor
-//!   carries on with the next one.
+//! - a **snapshot failure** when a round does not complete (a timeout, a node that panicked
+//!   before it recorded): a [`MonitorEvent::SnapshotFailed`]. A failed round is not a
+//!   violation; the monitor carries on with the next one. A node that stops is no failure:
+//!   it has left the group, and later snapshots (and checks) simply do not hold it.
 //!
 //! Reports arrive three ways, use any: a bounded futures channel ([`Monitor::events`], a
 //! `Stream`), a callback ([`MonitorBuilder::on_event`]), and `tracing` events (`error` for a
@@ -88,9 +89,8 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use futures::future::{AbortHandle, Abortable};
 
-use crate::collector::SnapshotOptions;
 use crate::error::{DecodeError, SnapshotError};
-use crate::group::SnapshotGroup;
+use crate::shell::{SnapshotGroup, SnapshotOptions};
 use crate::snapshot::GlobalSnapshot;
 
 /// What a check returns when its invariant does not hold: a message for the report.
@@ -162,7 +162,7 @@ pub struct MonitorStats {
     pub checked: u64,
     /// Violations found (one per failing check per snapshot).
     pub violations: u64,
-    /// Rounds that failed (timeout, stopped node, ...).
+    /// Rounds that failed (timeout, panicked node, ...).
     pub snapshot_failures: u64,
     /// Events not put on the channel because it was full (callback and tracing still saw them).
     pub events_dropped: u64,

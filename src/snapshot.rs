@@ -407,6 +407,12 @@ impl GlobalSnapshot {
             )));
         }
         for p in &self.paths {
+            if p.from.0 >= self.next_node_id {
+                return Err(DecodeError::Body(format!(
+                    "in-flight messages from node {}, an id the group never gave out",
+                    p.from
+                )));
+            }
             if self.node_by_id(p.to).is_none() {
                 return Err(DecodeError::Body(format!(
                     "in-flight messages to unknown node {}",

@@ -11,7 +11,7 @@ use std::process::Command;
 use actix_snapshot::checkpoint::{
     CheckpointError, CheckpointStore, FsStore, TEMP_PREFIX, file_name, parse_file_name,
 };
-use actix_snapshot::snapshot::{CHECKSUM_LEN, HEADER_LEN};
+use actix_snapshot::snapshot::{CHECKSUM_LEN, FORMAT_VERSION, HEADER_LEN};
 use actix_snapshot::{DecodeError, GlobalSnapshot, Receive, SnapCtx, SnapshotGroup, Snapshottable};
 use common::*;
 
@@ -215,19 +215,23 @@ async fn wrong_magic_and_future_version_are_named() {
         DecodeError::BadMagic { .. }
     ));
 
-    // Version 2 with a correct checksum: still refused, by version.
-    let mut future = bytes.clone();
-    future[8..10].copy_from_slice(&2u16.to_le_bytes());
-    let end = future.len() - CHECKSUM_LEN;
-    let crc = crc32fast::hash(&future[..end]);
-    future[end..].copy_from_slice(&crc.to_le_bytes());
-    assert_eq!(
-        decode(skipped_error(&store, &good, &future)),
-        DecodeError::UnsupportedVersion {
-            found: 2,
-            supported: 1
-        }
-    );
+    // A later version, and the first edition's version 1, each with a correct checksum:
+    // refused, by version.
+    for version in [FORMAT_VERSION + 1, 1] {
+        let mut other = bytes.clone();
+        other[8..10].copy_from_slice(&version.to_le_bytes());
+        let end = other.len() - CHECKSUM_LEN;
+        let crc = crc32fast::hash(&other[..end]);
+        other[end..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode(skipped_error(&store, &good, &other)),
+            DecodeError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION
+            }
+        );
+    }
+    assert_eq!(FORMAT_VERSION, 2);
 }
 
 #[test]

@@ -11,10 +11,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use actix_snapshot::deadlock::{WaitForGraph, find_deadlocks};
+use actix_snapshot::snapshot::PathSnapshot;
 use actix_snapshot::{GlobalSnapshot, NodeId, Receive, SnapCtx, SnapshotGroup, Snapshottable};
 use dining::{Fork, Order, Phase, Philosopher, Timing, fork_name, phil_name};
 use proptest::prelude::*;
-use serde_bytes::ByteBuf;
 
 // ---------------------------------------------------------------------------------------
 // Graph logic on a real snapshot whose waits and in-flight messages are set by hand.
@@ -30,8 +30,8 @@ impl Receive<u8> for Idle {
 
 const MESH: usize = 6;
 
-/// A snapshot of an idle full mesh of `MESH` nodes `n0..n5` (one channel each way per
-/// pair, nothing in flight, nobody waiting).
+/// A snapshot of an idle full mesh of `MESH` nodes `n0..n5` with ids 0..5 (one link each way
+/// per pair, nothing in flight, nobody waiting).
 fn idle_mesh() -> GlobalSnapshot {
     static SNAP: OnceLock<GlobalSnapshot> = OnceLock::new();
     SNAP.get_or_init(|| {
@@ -61,23 +61,49 @@ fn idle_mesh() -> GlobalSnapshot {
     .clone()
 }
 
-/// `waits`: (waiter, waited for); `in_flight`: (from, to, messages).
+/// `k` in-flight messages from `from` to `to`, as a snapshot file would hold them (a
+/// `PathSnapshot` is not constructible outside the crate; it is read like any snapshot data).
+fn path(from: u32, to: u32, k: usize) -> PathSnapshot {
+    serde_json::from_value(serde_json::json!({
+        "from": from,
+        "to": to,
+        "message_type": "u8",
+        "messages": vec![[0x07]; k],
+    }))
+    .expect("a path")
+}
+
+/// `waits`: (waiter, waited for); `in_flight`: (from, to, messages). Node ids are those of
+/// `n0..n5`.
 fn scenario(waits: &[(u32, u32)], in_flight: &[(u32, u32, usize)]) -> GlobalSnapshot {
+    sparse_scenario(waits, in_flight, &BTreeSet::new())
+}
+
+/// [`scenario`], then the nodes in `gone` removed, as if they had left the group before the
+/// cut: their ids are not reused, so the others keep theirs (sparse ids). Their waits go
+/// with them, waits on them stay (the detector must ignore those), messages in flight to
+/// them go (a path's receiver is in the snapshot), messages in flight from them stay.
+fn sparse_scenario(
+    waits: &[(u32, u32)],
+    in_flight: &[(u32, u32, usize)],
+    gone: &BTreeSet<u32>,
+) -> GlobalSnapshot {
     let mut snap = idle_mesh();
     for &(i, j) in waits {
-        snap.nodes[i as usize].waits_for.push(NodeId(j));
+        let node = snap
+            .nodes
+            .iter_mut()
+            .find(|n| n.id == NodeId(u64::from(i)))
+            .expect("mesh node");
+        node.waits_for.push(NodeId(u64::from(j)));
     }
     for &(f, t, k) in in_flight {
-        let ch = snap
-            .channels
-            .iter_mut()
-            .find(|c| c.from == NodeId(f) && c.to == NodeId(t))
-            .expect("mesh channel");
-        for _ in 0..k {
-            ch.messages.push(ByteBuf::from(vec![0x07]));
-            ch.sent += 1;
+        if !gone.contains(&t) {
+            snap.paths.push(path(f, t, k));
         }
     }
+    snap.paths.sort_by_key(|p| (p.from, p.to));
+    snap.nodes.retain(|n| !gone.contains(&(n.id.0 as u32)));
     snap
 }
 
@@ -166,9 +192,117 @@ fn self_waits_separate_components_and_shortest_cycles() {
 fn duplicate_and_unknown_waits_are_harmless() {
     let mut snap = scenario(&[(0, 1), (0, 1), (1, 0)], &[]);
     snap.nodes[2].waits_for.push(NodeId(99));
+    snap.nodes[3].waits_for.push(NodeId(u64::MAX));
     let g = WaitForGraph::from_snapshot(&snap);
     assert_eq!(g.waits().len(), 2);
     assert_eq!(g.deadlocks().len(), 1);
+}
+
+#[test]
+fn sparse_ids_name_the_right_nodes() {
+    // n0 and n2 left: the snapshot holds ids 1, 3, 4, 5 at positions 0..4.
+    let gone: BTreeSet<u32> = [0, 2].into();
+    let snap = sparse_scenario(
+        &[(1, 3), (3, 1), (4, 2), (5, 4), (4, 5), (1, 0)],
+        &[(4, 5, 1), (2, 4, 2), (0, 1, 1)],
+        &gone,
+    );
+    let ids: Vec<u64> = snap.nodes.iter().map(|n| n.id.0).collect();
+    assert_eq!(ids, [1, 3, 4, 5]);
+    let g = WaitForGraph::from_snapshot(&snap);
+    // Waits on the gone nodes are no edges; messages from them satisfy nothing.
+    let mut waits: Vec<(String, String, usize)> = g
+        .waits()
+        .into_iter()
+        .map(|(a, b, w)| (a.to_string(), b.to_string(), w.in_flight))
+        .collect();
+    waits.sort();
+    let expected: Vec<(String, String, usize)> = [
+        ("n1", "n3", 0),
+        ("n3", "n1", 0),
+        ("n4", "n5", 0),
+        ("n5", "n4", 1),
+    ]
+    .iter()
+    .map(|&(a, b, k)| (a.to_string(), b.to_string(), k))
+    .collect();
+    assert_eq!(waits, expected);
+    let d = g.deadlocks();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].nodes, names(&["n1", "n3"]));
+    assert_eq!(d[0].cycle, names(&["n1", "n3"]));
+    // Graph node i is snapshot node i, with its id.
+    for (i, n) in snap.nodes.iter().enumerate() {
+        let idx = petgraph::graph::NodeIndex::new(i);
+        assert_eq!(g.node_id(idx), Some(n.id));
+        assert_eq!(g.graph()[idx], n.name);
+    }
+}
+
+/// Waits for the nodes it is told to; leaves when told to.
+struct Waiter {
+    on: Vec<NodeId>,
+}
+impl Snapshottable for Waiter {
+    type State = Vec<NodeId>;
+    fn snapshot_state(&self) -> Vec<NodeId> {
+        self.on.clone()
+    }
+    fn waits_for(&self) -> Vec<NodeId> {
+        self.on.clone()
+    }
+}
+#[derive(serde::Serialize, serde::Deserialize)]
+enum W {
+    WaitOn(NodeId),
+    Bye,
+}
+impl Receive<W> for Waiter {
+    fn receive(&mut self, w: W, ctx: &mut SnapCtx<Self>) {
+        match w {
+            W::WaitOn(id) => self.on.push(id),
+            W::Bye => ctx.stop(),
+        }
+    }
+}
+
+#[actix::test]
+async fn a_dynamic_group_with_departed_nodes_is_read_by_id() {
+    let group = SnapshotGroup::new().unwrap();
+    let w: Vec<_> = (0..5)
+        .map(|i| {
+            group
+                .spawn(format!("w{i}"), || Waiter { on: Vec::new() })
+                .unwrap()
+        })
+        .collect();
+    w[1].send(W::Bye);
+    w[3].send(W::Bye);
+    // w0 and w4 wait for each other; w2 waits for w1 and w3, which have left.
+    w[0].send(W::WaitOn(w[4].id()));
+    w[4].send(W::WaitOn(w[0].id()));
+    w[2].send(W::WaitOn(w[1].id()));
+    w[2].send(W::WaitOn(w[3].id()));
+    let snap = loop {
+        let snap = group.snapshot().await.unwrap();
+        let told: usize = snap.states::<Waiter>().unwrap().map(|s| s.len()).sum();
+        if told == 4 {
+            break snap;
+        }
+    };
+    group.shutdown();
+    let ids: Vec<u64> = snap.nodes.iter().map(|n| n.id.0).collect();
+    assert_eq!(ids, [0, 2, 4]);
+    // By the actors' own states: w0 and w4 wait on each other, nothing is in flight.
+    assert_eq!(snap.state::<Waiter>("w0").unwrap(), [w[4].id()]);
+    assert_eq!(snap.state::<Waiter>("w4").unwrap(), [w[0].id()]);
+    assert_eq!(snap.in_flight_count(), 0);
+    let g = WaitForGraph::from_snapshot(&snap);
+    assert_eq!(g.waits().len(), 2, "waits on departed nodes are no edges");
+    let d = g.deadlocks();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].nodes, names(&["w0", "w4"]));
+    assert_eq!(d[0].to_string(), "w0 -> w4 -> w0");
 }
 
 /// Independent oracle: nodes on a cycle of unsatisfied waits, by transitive closure.
@@ -203,31 +337,45 @@ proptest! {
     fn detector_agrees_with_transitive_closure(
         waits in proptest::collection::btree_set((0..MESH as u32, 0..MESH as u32), 0..14),
         in_flight in proptest::collection::vec((0..MESH as u32, 0..MESH as u32, 1..3usize), 0..6),
+        gone in proptest::collection::btree_set(0..MESH as u32, 0..3),
     ) {
         let in_flight: Vec<_> = in_flight.into_iter().filter(|(f, t, _)| f != t).collect();
         let w: Vec<_> = waits.iter().copied().collect();
-        let snap = scenario(&w, &in_flight);
+        let snap = sparse_scenario(&w, &in_flight, &gone);
         let deadlocks = find_deadlocks(&snap);
-        let expected = on_a_cycle(MESH, &waits, &in_flight);
+        // The oracle sees only the nodes still there (by their original ids).
+        let present: BTreeSet<(u32, u32)> = waits
+            .iter()
+            .copied()
+            .filter(|(i, j)| !gone.contains(i) && !gone.contains(j))
+            .collect();
+        let expected = on_a_cycle(MESH, &present, &in_flight);
         let mut reported = vec![false; MESH];
         let id = |name: &str| name[1..].parse::<u32>().unwrap();
+        let mut lowest = Vec::new();
         for d in &deadlocks {
             for name in &d.nodes {
                 prop_assert!(!reported[id(name) as usize], "node in two deadlocks");
                 reported[id(name) as usize] = true;
             }
-            // The cycle is elementary, inside the component, made of unsatisfied waits.
+            let ids: Vec<u32> = d.nodes.iter().map(|s| id(s)).collect();
+            prop_assert!(ids.windows(2).all(|w| w[0] < w[1]), "nodes in id order");
+            lowest.push(ids[0]);
+            // The cycle is elementary, inside the component, made of unsatisfied waits, and
+            // starts at the component's lowest id.
             let cyc: Vec<u32> = d.cycle.iter().map(|s| id(s)).collect();
             prop_assert!(!cyc.is_empty());
+            prop_assert_eq!(cyc[0], ids[0]);
             prop_assert_eq!(cyc.iter().collect::<BTreeSet<_>>().len(), cyc.len());
             for (k, &a) in cyc.iter().enumerate() {
                 let b = cyc[(k + 1) % cyc.len()];
                 let name = format!("n{}", a);
                 prop_assert!(d.nodes.contains(&name));
-                prop_assert!(waits.contains(&(a, b)), "no wait {} -> {}", a, b);
+                prop_assert!(present.contains(&(a, b)), "no wait {} -> {}", a, b);
                 prop_assert!(!in_flight.iter().any(|&(f, t, _)| f == b && t == a));
             }
         }
+        prop_assert!(lowest.windows(2).all(|w| w[0] < w[1]), "deadlocks by lowest id");
         prop_assert_eq!(reported, expected);
     }
 }

@@ -48,7 +48,10 @@ impl Receive<Tok> for Relay {
             return;
         }
         let k = (t.id as usize + self.hops as usize) % self.peers.len();
-        self.peers[k].send(Tok { id: t.id, ttl: t.ttl - 1 });
+        self.peers[k].send(Tok {
+            id: t.id,
+            ttl: t.ttl - 1,
+        });
     }
 }
 
@@ -60,7 +63,11 @@ impl Receive<Cmd> for Relay {
             Cmd::Spawn(name) => {
                 let me = ctx.addr();
                 let child = ctx
-                    .spawn(name, move || Relay { held: BTreeSet::new(), peers: vec![me], hops: 0 })
+                    .spawn(name, move || Relay {
+                        held: BTreeSet::new(),
+                        peers: vec![me],
+                        hops: 0,
+                    })
                     .unwrap();
                 // Hand the child one of our tokens, if any.
                 if let Some(id) = self.held.pop_first() {
@@ -76,7 +83,11 @@ impl Receive<Cmd> for Relay {
 }
 
 fn relay() -> Relay {
-    Relay { held: BTreeSet::new(), peers: Vec::new(), hops: 0 }
+    Relay {
+        held: BTreeSet::new(),
+        peers: Vec::new(),
+        hops: 0,
+    }
 }
 
 fn tokens(snap: &actix_snapshot::GlobalSnapshot) -> Vec<u64> {
@@ -135,5 +146,104 @@ async fn children_stops_and_panics() {
     }
     let s5 = group.snapshot().await.unwrap();
     assert_eq!(tokens(&s5), (0..20).collect::<Vec<_>>());
+    group.shutdown();
+}
+
+#[actix::test]
+async fn addresses_of_run_time_nodes_can_be_looked_up_by_name_and_type() {
+    let group = SnapshotGroup::new().unwrap();
+    let a = group.spawn("a", relay).unwrap();
+    let found = group.addr::<Relay>("a").expect("live node of that type");
+    assert_eq!(found, a);
+    assert_eq!(group.addr_by_id::<Relay>(a.id()), Some(a.clone()));
+    assert!(group.addr::<Relay>("nobody").is_none());
+    // The wrong type is no match.
+    struct Other;
+    impl Snapshottable for Other {
+        type State = ();
+        fn snapshot_state(&self) {}
+    }
+    assert!(group.addr::<Other>("a").is_none());
+    a.send(Cmd::Stop);
+    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        group.addr::<Relay>("a").is_none(),
+        "a stopped node is not live"
+    );
+    group.shutdown();
+}
+
+/// A declared node with a typed link to another.
+struct Fwd {
+    next: actix_snapshot::Out<Tok>,
+    got: u64,
+}
+
+impl Snapshottable for Fwd {
+    type State = u64;
+    fn snapshot_state(&self) -> u64 {
+        self.got
+    }
+}
+
+impl Receive<Tok> for Fwd {
+    fn receive(&mut self, t: Tok, _ctx: &mut SnapCtx<Self>) {
+        self.got += 1;
+        if t.ttl > 0 {
+            self.next.send(Tok {
+                id: t.id,
+                ttl: t.ttl - 1,
+            });
+        }
+    }
+}
+
+impl Receive<Cmd> for Fwd {
+    fn receive(&mut self, c: Cmd, ctx: &mut SnapCtx<Self>) {
+        if let Cmd::Stop = c {
+            ctx.stop();
+        }
+    }
+}
+
+fn fwd_ring(b: &mut actix_snapshot::GroupBuilder) -> Vec<actix_snapshot::Ingress<Cmd>> {
+    let nodes: Vec<_> = (0..3).map(|i| b.node::<Fwd>(format!("f{i}"))).collect();
+    let mut cmds = Vec::new();
+    for i in 0..3 {
+        let next = b.channel(nodes[i], nodes[(i + 1) % 3]);
+        cmds.push(b.ingress::<Cmd, _>(format!("cmd{i}"), nodes[i]));
+        b.actor(nodes[i], move |got| Fwd {
+            next,
+            got: got.unwrap_or(0),
+        });
+    }
+    cmds
+}
+
+#[actix::test]
+async fn a_declared_node_that_had_stopped_comes_back_as_a_tombstone() {
+    let mut b = SnapshotGroup::builder();
+    let cmds = fwd_ring(&mut b);
+    let group = b.start().unwrap();
+    cmds[1].send(Cmd::Stop).unwrap();
+    let snap = loop {
+        let s = group.snapshot().await.unwrap();
+        if s.node("f1").is_err() {
+            break s;
+        }
+    };
+    group.shutdown();
+
+    let mut b = SnapshotGroup::builder();
+    let cmds = fwd_ring(&mut b);
+    let group = b.restore(&snap).expect("f1 had left: not a mismatch");
+    assert_eq!(group.node_names(), vec!["f0", "f2"]);
+    assert!(cmds[1].send(Cmd::Stop).is_err(), "f1 is a tombstone");
+    // f0 forwards to the tombstone: counted as dropped, rounds still complete.
+    group.addr::<Fwd>("f2").unwrap().send(Tok { id: 1, ttl: 5 });
+    for _ in 0..3 {
+        let s = group.snapshot().await.expect("round completes without f1");
+        assert!(s.node("f1").is_err());
+    }
     group.shutdown();
 }

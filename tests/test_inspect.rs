@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 
 use actix_snapshot::GlobalSnapshot;
 use actix_snapshot::checkpoint::{CheckpointStore, FsStore, file_name};
+use actix_snapshot::snapshot::FORMAT_VERSION;
 use common::*;
 
 fn inspector(args: &[&str]) -> Output {
@@ -73,41 +74,132 @@ async fn list_inspect_and_verify_a_checkpoint_directory() {
     assert!(out.status.success());
     let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap());
     assert!(text(&out.stdout).contains(&format!(
-        "snapshot 5, format version 1, {} bytes, crc32 {crc:#010x}",
+        "snapshot 5, format version {FORMAT_VERSION}, {} bytes, crc32 {crc:#010x}",
         bytes.len()
     )));
 
-    // inspect: nodes with type and state size, in-flight counts per channel, offsets.
+    // inspect: nodes with their short type tag, state size and message counters; in-flight
+    // counts per path; offsets. The numbers are checked against the actors' own books.
     let out = inspector(&["inspect", s(&store.path_of(5))]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let o = text(&out.stdout);
-    for n in &snap.nodes {
+    let books: Vec<NodeBooks> = (0..3)
+        .map(|i| snap.state::<TokNode>(&format!("n{i}")).unwrap())
+        .collect();
+    for (i, n) in snap.nodes.iter().enumerate() {
         let line = o
             .lines()
             .find(|l| l.contains(&format!(" {} ", n.name)))
             .expect("node line");
-        assert!(
-            line.contains("TokNode") && line.contains(&n.state.len().to_string()),
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // id, name, type, version, state bytes, sent, received, external
+        assert_eq!(cols[0], n.id.0.to_string(), "{line}");
+        assert_eq!(cols[2], "TokNode", "a short tag: {line}");
+        assert_eq!(cols[4], n.state.len().to_string(), "{line}");
+        let b = &books[i];
+        assert_eq!(cols[5], b.sent.values().sum::<u64>().to_string(), "{line}");
+        assert_eq!(
+            cols[6],
+            b.received.values().sum::<u64>().to_string(),
             "{line}"
         );
+        // Injections come through named ingress, not from unnamed outside senders.
+        assert_eq!(cols[7], "0", "{line}");
     }
-    for c in &snap.channels {
-        let from = &snap.nodes[c.from.0 as usize].name;
-        let to = &snap.nodes[c.to.0 as usize].name;
-        let line = o
-            .lines()
-            .find(|l| l.contains(&format!("{from} -> {to} ")))
-            .expect("channel line");
+    let mut shown = 0;
+    for (f, t) in ring(3) {
+        let sent = books[f as usize].sent.get(&t).copied().unwrap_or(0);
+        let recv = books[t as usize].received.get(&f).copied().unwrap_or(0);
+        let line = o.lines().find(|l| l.contains(&format!("n{f} -> n{t} ")));
+        if sent == recv {
+            assert!(line.is_none(), "a path with nothing in flight: {line:?}");
+            continue;
+        }
+        let line = line.expect("path line");
         let cols: Vec<&str> = line.split_whitespace().collect();
-        // id, from, ->, to, type, sent, delivered, in flight, bytes
-        assert_eq!(cols[5], c.sent.to_string(), "{line}");
-        assert_eq!(cols[6], c.delivered.to_string(), "{line}");
-        assert_eq!(cols[7], c.messages.len().to_string(), "{line}");
+        // from, ->, to, type, in flight, bytes
+        assert_eq!(cols[3], "Tok", "{line}");
+        assert_eq!(cols[4], (sent - recv).to_string(), "{line}");
+        let path = snap
+            .paths
+            .iter()
+            .find(|p| p.from.0 == u64::from(f) && p.to.0 == u64::from(t))
+            .unwrap();
+        let bytes: usize = path.messages.iter().map(|m| m.len()).sum();
+        assert_eq!(cols[5], bytes.to_string(), "{line}");
+        shown += 1;
     }
+    assert!(shown > 0);
+    assert!(o.contains(&format!("paths with messages in flight ({shown})")));
     assert!(o.contains(&format!(
         "total: {} in-flight messages",
         snap.in_flight_count()
     )));
+    assert!(!o.contains("::"), "no module paths: {o}");
+}
+
+#[actix::test]
+async fn a_path_from_a_departed_node_and_sparse_ids_are_shown() {
+    // The ring's snapshot as it would be had n1 left before the cut while its messages to
+    // n2 were still travelling: n1 is gone, its outgoing path stays, ids are 0 and 2.
+    let snap = loop {
+        let snap = ring_snapshot().await;
+        if snap.paths.iter().any(|p| p.from.0 == 1) {
+            break snap;
+        }
+    };
+    let mut left = snap.clone();
+    left.nodes.retain(|n| n.id.0 != 1);
+    left.paths.retain(|p| p.to.0 != 1);
+    left.ingress.retain(|i| i.to.0 != 1);
+    let in_flight = left
+        .paths
+        .iter()
+        .find(|p| p.from.0 == 1)
+        .unwrap()
+        .messages
+        .len();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("left.snap");
+    fs::write(&file, left.to_bytes()).unwrap();
+
+    let out = inspector(&["inspect", s(&file)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(o.contains("nodes (2):"), "{o}");
+    assert!(o.contains("next node id 3"), "{o}");
+    let line = o
+        .lines()
+        .find(|l| l.contains("#1 -> n2 "))
+        .expect("path from #1");
+    assert_eq!(
+        line.split_whitespace().nth(4),
+        Some(in_flight.to_string().as_str())
+    );
+    let ids: Vec<&str> = o
+        .lines()
+        .filter(|l| l.contains(" TokNode "))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(ids, ["0", "2"]);
+
+    let out = inspector(&["inspect", "--json", s(&file)]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let p = doc["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["from"] == 1)
+        .unwrap();
+    assert_eq!(p["from_name"], serde_json::Value::Null);
+    assert_eq!(p["to_name"], "n2");
+    assert_eq!(p["in_flight"], in_flight);
+    assert_eq!(doc["next_node_id"], 3);
+
+    let out = inspector(&["list", s(dir.path())]);
+    assert!(out.status.success());
+    let out = inspector(&["verify", s(&file)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[actix::test]
@@ -121,10 +213,16 @@ async fn inspect_json_decodes_states_and_messages_without_the_types() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(doc["id"], snap.id);
     assert_eq!(doc["nodes"].as_array().unwrap().len(), 3);
-    // States: the node books, field by field, as the actors recorded them.
+    // States: the node books, field by field, as the actors recorded them; counters as
+    // the books count them.
     for (i, n) in doc["nodes"].as_array().unwrap().iter().enumerate() {
         let books: NodeBooks = snap.state::<TokNode>(&format!("n{i}")).unwrap();
         assert_eq!(n["name"], format!("n{i}"));
+        assert_eq!(n["id"], i);
+        assert_eq!(n["actor_type"], "TokNode");
+        assert_eq!(n["sent"], books.sent.values().sum::<u64>());
+        assert_eq!(n["received"], books.received.values().sum::<u64>());
+        assert_eq!(n["external"], 0);
         assert_eq!(n["state"]["handled"], books.handled);
         assert_eq!(
             n["state"]["held"].as_array().unwrap().len(),
@@ -139,10 +237,15 @@ async fn inspect_json_decodes_states_and_messages_without_the_types() {
         assert_eq!(injected, books.injected.iter().copied().collect::<Vec<_>>());
     }
     // Messages: every recorded token, in order, with its fields.
-    for c in doc["channels"].as_array().unwrap() {
+    let paths = doc["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), snap.paths.len());
+    assert!(!paths.is_empty());
+    for c in paths {
         let from = c["from_name"].as_str().unwrap();
         let to = c["to_name"].as_str().unwrap();
-        let toks: Vec<Tok> = snap.channel_messages(from, to).unwrap();
+        assert_eq!(c["message_type"], "Tok");
+        let toks: Vec<Tok> = snap.path_messages(from, to).unwrap();
+        assert!(!toks.is_empty());
         let msgs = c["messages"].as_array().unwrap();
         assert_eq!(msgs.len(), toks.len());
         assert_eq!(c["in_flight"], toks.len());

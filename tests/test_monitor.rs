@@ -81,13 +81,15 @@ struct Bank {
     n: u64,
 }
 
-/// A full mesh of `n` branches on two arbiters; `buggy` (if any) creates money on every
-/// `bug_every`-th transfer. Each branch is kicked `kicks` times, so that many transfers
-/// circulate per branch, forever.
+/// A full mesh of `n` branches on arbiters 0 and 1 (arbiter 2 is left for nodes a test
+/// spawns); `buggy` (if any) creates money on every `bug_every`-th transfer. Each branch is
+/// kicked `kicks` times, so that many transfers circulate per branch, forever.
 fn bank(n: usize, buggy: Option<(usize, u64)>, kicks: usize, options: SnapshotOptions) -> Bank {
     let mut b = SnapshotGroup::builder();
-    b.arbiters(2).snapshot_options(options);
-    let nodes: Vec<_> = (0..n).map(|i| b.node::<Branch>(format!("b{i}"))).collect();
+    b.arbiters(3).snapshot_options(options);
+    let nodes: Vec<_> = (0..n)
+        .map(|i| b.node_on::<Branch>(format!("b{i}"), i % 2))
+        .collect();
     let mut outs: Vec<Vec<Out<Transfer>>> = (0..n).map(|_| Vec::new()).collect();
     for i in 0..n {
         for j in 0..n {
@@ -337,7 +339,7 @@ async fn failed_rounds_are_reported_but_are_not_violations() {
     while monitor.stats().checked < 3 {
         actix::clock::sleep(Duration::from_millis(2)).await;
     }
-    // b1 cannot record for 300 ms; the others cannot close their channels from b1 either.
+    // b1 (alone on arbiter 1) cannot record for 300 ms; b0 and b2 record when told to.
     bank.stall[1].send(Stall(300)).unwrap();
     let Some(MonitorEvent::SnapshotFailed { error, attempt }) =
         next_event(&mut events, Duration::from_secs(10)).await
@@ -345,7 +347,8 @@ async fn failed_rounds_are_reported_but_are_not_violations() {
         panic!("expected a failed round");
     };
     assert!(
-        matches!(&error, SnapshotError::Timeout { missing, .. } if missing.contains(&"b1".to_string())),
+        matches!(&error, SnapshotError::Timeout { missing, waited, .. }
+            if *missing == ["b1".to_string()] && *waited == Duration::from_millis(50)),
         "{error:?}"
     );
     assert!(attempt > 3);
@@ -413,5 +416,114 @@ async fn a_panicking_check_is_a_violation_and_the_monitor_goes_on() {
     assert!(stats.running);
     // Only the fragile check failed, once per even snapshot id.
     assert!(stats.violations >= 2 && stats.violations <= stats.checked / 2 + 1);
+    bank.group.shutdown();
+}
+
+/// A node outside the money flow: stops, or blocks its thread and panics, when told to.
+struct Bystander;
+impl Snapshottable for Bystander {
+    type State = ();
+    fn snapshot_state(&self) {}
+}
+#[derive(Serialize, Deserialize)]
+enum Order {
+    Stop,
+    PanicAfter(u64),
+}
+impl Receive<Order> for Bystander {
+    fn receive(&mut self, o: Order, ctx: &mut SnapCtx<Self>) {
+        match o {
+            Order::Stop => ctx.stop(),
+            Order::PanicAfter(ms) => {
+                std::thread::sleep(Duration::from_millis(ms));
+                panic!("bystander blew up");
+            }
+        }
+    }
+}
+
+#[actix::test]
+async fn a_node_that_stops_is_no_failure_a_panic_fails_the_round_it_owed() {
+    let bank = bank(3, None, 2, SnapshotOptions::default());
+    let quitter = bank.group.spawn_on(2, "quitter", || Bystander).unwrap();
+    let bomb = bank.group.spawn_on(2, "bomb", || Bystander).unwrap();
+    // Per checked snapshot: id, whether it held the quitter and the bomb.
+    let log = Rc::new(RefCell::new(Vec::<(u64, bool, bool)>::new()));
+    let l = log.clone();
+    let mut monitor = Monitor::builder(bank.group.clone())
+        .every(Duration::from_millis(2))
+        .check("money conserved", money_conserved(bank.n))
+        .check("membership", move |snap: &GlobalSnapshot| {
+            l.borrow_mut().push((
+                snap.id,
+                snap.node("quitter").is_ok(),
+                snap.node("bomb").is_ok(),
+            ));
+            Ok(())
+        })
+        .start()
+        .unwrap();
+    let mut events = monitor.events().unwrap();
+    let wait_checked = |more: u64| {
+        let target = monitor.stats().checked + more;
+        let stats = || monitor.stats().checked;
+        async move {
+            while stats() < target {
+                actix::clock::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    };
+    wait_checked(3).await;
+
+    // The quitter stops: it leaves the group; no round fails.
+    quitter.send(Order::Stop);
+    while log.borrow().last().is_none_or(|e| e.1) {
+        actix::clock::sleep(Duration::from_millis(2)).await;
+    }
+    wait_checked(5).await;
+    assert_eq!(
+        monitor.stats().snapshot_failures,
+        0,
+        "{:?}",
+        monitor.stats()
+    );
+
+    // The bomb blocks arbiter 2 for 300 ms, then panics: the round started meanwhile (the
+    // branches record; the monitor starts one round every 2 ms) fails, naming it.
+    bomb.send(Order::PanicAfter(300));
+    let Some(MonitorEvent::SnapshotFailed { error, .. }) =
+        next_event(&mut events, Duration::from_secs(10)).await
+    else {
+        panic!("expected a failed round; {:?}", monitor.stats());
+    };
+    let failed_round = match &error {
+        SnapshotError::NodePanicked {
+            round,
+            node,
+            reason,
+        } => {
+            assert_eq!(node, "bomb");
+            assert!(reason.contains("bystander blew up"), "{reason}");
+            *round
+        }
+        other => panic!("expected NodePanicked, got {other:?}"),
+    };
+    wait_checked(5).await;
+    monitor.stop();
+    let stats = monitor.stats();
+    assert_eq!(stats.snapshot_failures, 1, "{stats:?}");
+    assert_eq!(stats.violations, 0, "{stats:?}");
+    // The stream ends with the monitor, with no other event than the one failure.
+    let rest = next_event(&mut events, Duration::from_secs(10)).await;
+    assert!(rest.is_none(), "unexpected event {rest:?}");
+
+    // By the log: the quitter was in every snapshot until it left, in none after; the bomb
+    // was in every snapshot before the failed round, in none after it.
+    let log = log.borrow().clone();
+    let left = log.iter().position(|e| !e.1).unwrap();
+    assert!(left >= 3 && log[..left].iter().all(|e| e.1) && log[left..].iter().all(|e| !e.1));
+    assert!(log.iter().all(|&(id, _, bomb)| bomb == (id < failed_round)));
+    assert!(log.iter().filter(|e| e.0 > failed_round).count() >= 5);
+    assert!(!quitter.is_alive() && !bomb.is_alive());
     bank.group.shutdown();
 }

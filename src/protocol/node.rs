@@ -306,18 +306,26 @@ impl<S, P> NodeCore<S, P> {
         self.closed_through = self.closed_through.max(w);
     }
 
+    /// Whether [`poll`](Self::poll) has something.
+    #[inline]
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// The next output, in order.
     pub fn poll(&mut self) -> Option<NodeOutput<S, P>> {
         self.out.pop_front()
     }
 
     fn record(&mut self, r: RoundId, state: impl FnOnce() -> Result<S, String>) {
+        // The state first: if producing it unwinds, the node has not moved on.
+        let state = state();
         let first = self.epoch + 1;
         self.epoch = r;
         self.out.push_back(NodeOutput::Record(Record {
             first,
             last: r,
-            state: state(),
+            state,
             sent: self.sent,
             received: self.received,
             ingress: self.ingress.clone(),

@@ -213,14 +213,9 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
     /// Registers a node restored from the snapshot of round `round` (the tracker must have
     /// been made by [`restored`](Self::restored) with that round). Returns its epoch.
     pub fn register_restored(&mut self, node: NodeId, round: RoundId) -> RoundId {
-        self.members.insert(
-            node,
-            Member {
-                joined: round,
-                reported: round,
-            },
-        );
-        round
+        let epoch = round.min(self.next_round - 1);
+        self.add_member(node, epoch);
+        epoch
     }
 
     /// A node spawned from outside the group joins: it becomes a member of every open round
@@ -229,15 +224,23 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
     ///
     /// Returns `None` when `node` is already a member.
     pub fn register_outside(&mut self, node: NodeId) -> Option<RoundId> {
+        self.register_outside_after(node, 0)
+    }
+
+    /// [`register_outside`](Self::register_outside), but the node is a member of no round up to
+    /// `not_before`: for a node that takes the place of one that recorded those rounds and then
+    /// left (a restart under the same name), so that no round holds both.
+    pub fn register_outside_after(&mut self, node: NodeId, not_before: RoundId) -> Option<RoundId> {
         if self.members.contains_key(&node) {
             return None;
         }
-        let epoch = match self.open.keys().next() {
+        let default = match self.open.keys().next() {
             Some(first_open) => first_open - 1,
             None => self.next_round - 1,
         };
+        let epoch = default.max(not_before.min(self.next_round - 1));
         self.add_member(node, epoch);
-        if let Some(&last_open) = self.open.keys().next_back() {
+        if let Some((&last_open, _)) = self.open.range(epoch + 1..).next_back() {
             self.out.push_back(TrackerOutput::StartNode {
                 node,
                 round: last_open,
@@ -256,6 +259,10 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
         if self.members.contains_key(&node) {
             return None;
         }
+        debug_assert!(
+            parent_epoch < self.next_round,
+            "a parent cannot be ahead of the tracker"
+        );
         let epoch = parent_epoch.min(self.next_round - 1);
         self.add_member(node, epoch);
         if let Some((&last_open, _)) = self.open.range(epoch + 1..).next_back() {
@@ -342,12 +349,14 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
         let contribution = net(record.sent, record.received);
         for &r in rest.iter() {
             if let Some(round) = self.open.get_mut(&r) {
+                debug_assert!(round.pending > 0, "a record nobody owed");
                 round.pending = round.pending.saturating_sub(1);
                 round.balance = round.balance.wrapping_add(contribution);
                 round.records.push((node, record.clone()));
             }
         }
         if let Some(round) = self.open.get_mut(&last) {
+            debug_assert!(round.pending > 0, "a record nobody owed");
             round.pending = round.pending.saturating_sub(1);
             round.balance = round.balance.wrapping_add(contribution);
             round.records.push((node, record));
@@ -421,6 +430,7 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
         let rounds: Vec<RoundId> = self.open.range(epoch + 1..).map(|(r, _)| *r).collect();
         for r in rounds {
             if let Some(round) = self.open.get_mut(&r) {
+                debug_assert!(round.pending > 0, "a departure nobody waited for");
                 round.pending = round.pending.saturating_sub(1);
                 round.balance = round.balance.wrapping_add(contribution);
             }
@@ -850,6 +860,42 @@ mod tests {
             failures(&mut t),
             vec![(r, RoundFailure::Unbalanced { excess: 1 })]
         );
+    }
+
+    #[test]
+    fn a_restart_under_the_same_name_is_not_in_the_rounds_its_predecessor_recorded() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        let (x, y) = (NodeId(0), NodeId(1));
+        let mut nx = Core::new(t.register_outside(x).unwrap());
+        t.register_outside(y).unwrap();
+        let r = t.handle_start(t0(), SEC).unwrap();
+        nx.handle_start(r, || Ok("x"));
+        flush(&mut t, x, &mut nx);
+        nx.handle_stop();
+        flush(&mut t, x, &mut nx);
+        outputs(&mut t);
+        // x recorded r then left; its replacement joins after r.
+        let x2 = NodeId(2);
+        assert_eq!(t.register_outside_after(x2, nx.epoch()), Some(r));
+        assert!(
+            outputs(&mut t).is_empty(),
+            "no start: the replacement owes nothing in r"
+        );
+        // Without the bound it would have joined r.
+        assert_eq!(t.register_outside(NodeId(3)), Some(r - 1));
+    }
+
+    #[test]
+    fn restored_nodes_registered_late_are_waited_for() {
+        let mut t = Tracker::restored(TrackerConfig::default(), 4, 0);
+        let a = NodeId(0);
+        let mut na = Core::new(t.register_restored(a, 4));
+        let r = t.handle_start(t0(), SEC).unwrap();
+        let b = NodeId(1);
+        t.register_restored(b, 4);
+        na.handle_start(r, || Ok("a"));
+        flush(&mut t, a, &mut na);
+        assert!(completed(&mut t).is_empty(), "b owes a record");
     }
 
     #[test]

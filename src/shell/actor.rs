@@ -45,7 +45,7 @@ use crate::protocol::{Life, NodeCore, NodeId, RoundId};
 use crate::shell::envelope::{
     Envelope, Kind, NodeMeta, Stamp, count_send, resolve, stamp_for, unresolved, with_stamp,
 };
-use crate::shell::runtime::{Control, Join, NodeRecord, Rec, RecMsg, Shared};
+use crate::shell::runtime::{Control, Join, NodeHandle, NodeRecord, Rec, RecMsg, Shared};
 use crate::snapshot::{StateType, short_type_name};
 
 /// An actor whose state can be recorded in a snapshot.
@@ -193,8 +193,8 @@ impl<'a, A: Snapshottable> SnapCtx<'a, A> {
     }
 
     /// The underlying actix context, for what this type does not offer. Work spawned on it
-    /// as a future is outside the snapshot guarantee; stopping through it makes the node
-    /// vanish as if it had panicked.
+    /// as a future is outside the snapshot guarantee; stopping through it is the same as
+    /// [`stop`](Self::stop).
     pub fn actix(&mut self) -> &mut Context<NodeActor<A>> {
         self.ctx
     }
@@ -357,22 +357,34 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
     }
 }
 
+/// The node's record: its state (and waits) encoded. User code runs here
+/// (`snapshot_state`, `waits_for`, `Serialize`); a panic in it fails the round on this node
+/// instead of taking the node down.
 fn record<A: Snapshottable>(actor: Option<&A>, meta: &NodeMeta) -> Result<Rec, String> {
     let actor = actor.ok_or("the node's actor is gone")?;
-    let state = rmp_serde::to_vec_named(&actor.snapshot_state())
-        .map_err(|e| format!("encoding the state of {}: {e}", A::type_tag()))?;
+    let (state, waits_for) = catch_unwind(AssertUnwindSafe(|| {
+        let state = rmp_serde::to_vec_named(&actor.snapshot_state())
+            .map_err(|e| format!("encoding the state of {}: {e}", A::type_tag()))?;
+        Ok::<_, String>((state, actor.waits_for()))
+    }))
+    .map_err(|p| format!("recording the state panicked: {}", panic_message(&*p)))??;
     Ok(Arc::new(NodeRecord {
         name: Arc::clone(&meta.name),
         type_tag: A::type_tag(),
         version: A::STATE_VERSION,
         state,
-        waits_for: actor.waits_for(),
+        waits_for,
     }))
 }
 
+/// An in-flight message, encoded (a panicking `Serialize` fails the round, nothing else).
 fn encode<M: Payload>(msg: &M) -> Result<RecMsg, String> {
-    let mut bytes = Vec::with_capacity(ENCODE_HINT.max(2 * size_of::<M>()));
-    rmp_serde::encode::write_named(&mut bytes, msg).map_err(|e| e.to_string())?;
+    let bytes = catch_unwind(AssertUnwindSafe(|| {
+        let mut bytes = Vec::with_capacity(ENCODE_HINT.max(2 * size_of::<M>()));
+        rmp_serde::encode::write_named(&mut bytes, msg).map_err(|e| e.to_string())?;
+        Ok::<_, String>(bytes)
+    }))
+    .map_err(|p| format!("encoding a message panicked: {}", panic_message(&*p)))??;
     Ok(RecMsg {
         tag: short_type_name(std::any::type_name::<M>()),
         bytes,
@@ -435,6 +447,9 @@ impl<A: Snapshottable> NodeActor<A> {
 
     /// Hands the core's notes to the tracker.
     fn flush(&mut self, tombstone: Option<actix::WeakRecipient<Control>>) {
+        if !self.core.has_output() && tombstone.is_none() {
+            return;
+        }
         let core = &mut self.core;
         self.shared.notes(self.meta.id, || core.poll(), tombstone);
     }
@@ -456,15 +471,38 @@ impl<A: Snapshottable> Actor for NodeActor<A> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.actor.is_none() {
+            // Its constructor panicked (the node never had a state), or it is a restored
+            // tombstone. It leaves at once if it has not yet; its mailbox keeps counting what
+            // was sent to it.
+            if self.core.life() == Life::Alive {
+                self.leave(ctx, None);
+            } else {
+                let weak = ctx.address().downgrade().recipient::<Control>();
+                self.shared.add_tombstone(weak);
+            }
+            return;
+        }
         self.step(ctx, |a, sc| a.on_start(sc));
+    }
+
+    fn stopping(&mut self, ctx: &mut Context<Self>) -> actix::Running {
+        if self.core.life() == Life::Alive && !self.shut_down {
+            // Stopped through the raw actix context: the node leaves as with `SnapCtx::stop`,
+            // and its mailbox lives on as a tombstone, so nothing sent to it goes uncounted.
+            self.leave(ctx, None);
+            return actix::Running::Continue;
+        }
+        actix::Running::Stop
     }
 }
 
 impl<A: Snapshottable> Drop for NodeActor<A> {
     fn drop(&mut self) {
         if self.core.life() == Life::Alive && !self.shut_down {
-            // Stopped by something other than the library (a raw actix stop, its arbiter
-            // going away): the rounds it owed cannot complete.
+            // Gone without stopping (its arbiter went away, `Context::terminate`): the rounds
+            // it owed cannot complete, and what was queued in its mailbox is lost, so rounds
+            // after this may time out with unaccounted messages.
             self.meta.alive.store(false, Ordering::Release);
             self.core
                 .handle_panic("the actor stopped outside the library's control".into());
@@ -551,26 +589,43 @@ pub(crate) fn launch<A: Snapshottable>(
 ) -> Result<NodeAddr<A>, SpawnError> {
     let (tx, rx) = mailbox::<NodeActor<A>>(MAILBOX_CAPACITY);
     let addr = Addr::new(tx);
-    let (id, epoch) = shared.register(Arc::clone(&name), join, addr.clone().recipient())?;
-    let meta = Arc::new(NodeMeta {
-        id,
-        group: shared.uid,
-        name,
-        alive: AtomicBool::new(true),
-    });
+    let group = shared.uid;
+    let (_, epoch, node) = shared.register(Arc::clone(&name), join, move |id| {
+        let meta = Arc::new(NodeMeta {
+            id,
+            group,
+            name,
+            alive: AtomicBool::new(true),
+        });
+        let node = NodeAddr::new(meta, addr);
+        (Box::new(node.clone()) as Box<dyn NodeHandle>, node)
+    })?;
+    let prepared = Prepared {
+        meta: Arc::clone(&node.meta),
+        addr: node.addr.clone().ok_or(SpawnError::GroupStopped)?,
+        rx,
+    };
     start_node(
         shared,
-        Prepared {
-            meta: Arc::clone(&meta),
-            addr: addr.clone(),
-            rx,
-        },
+        prepared,
         NodeCore::new(epoch),
-        ctor,
+        Some(ctor),
         placement,
         None,
     )?;
-    Ok(NodeAddr::new(meta, addr))
+    Ok(node)
+}
+
+impl<A: Snapshottable> NodeHandle for NodeAddr<A> {
+    fn control(&self, c: Control) {
+        if let Some(addr) = &self.addr {
+            addr.do_send(c);
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// A node's mailbox and identity, made before its actor exists (so that a restore can put
@@ -599,6 +654,10 @@ impl<A: Snapshottable> Prepared<A> {
     pub(crate) fn node_addr(&self) -> NodeAddr<A> {
         NodeAddr::new(Arc::clone(&self.meta), self.addr.clone())
     }
+
+    pub(crate) fn handle(&self) -> Box<dyn NodeHandle> {
+        Box::new(self.node_addr())
+    }
 }
 
 /// What a node's start reports when its constructor ran on another thread.
@@ -606,12 +665,13 @@ pub(crate) type StartReport = std::sync::mpsc::Sender<(NodeId, Result<(), String
 
 /// Starts a registered node: runs its constructor on its arbiter and its actor after it.
 /// When the constructor runs on the caller's thread its panic is returned; otherwise it is
-/// sent to `report` (if any) and the node becomes a tombstone.
+/// sent to `report` (if any). Either way the node then leaves at once, as does a node started
+/// with no constructor (a declared node that had left before the snapshot being restored).
 pub(crate) fn start_node<A: Snapshottable>(
     shared: &Arc<Shared>,
     prepared: Prepared<A>,
     core: NodeCore<Rec, RecMsg>,
-    ctor: Ctor<A>,
+    ctor: Option<Ctor<A>>,
     placement: Placement,
     report: Option<StartReport>,
 ) -> Result<(), SpawnError> {
@@ -624,6 +684,7 @@ pub(crate) fn start_node<A: Snapshottable>(
         None => true,
         Some(place) => place.thread == std::thread::current().id(),
     };
+    let epoch = core.epoch();
     let parts = (core, Arc::clone(&meta), Arc::clone(shared));
     let run = move || -> Result<(), String> {
         let (core, meta, shared) = parts;
@@ -635,6 +696,15 @@ pub(crate) fn start_node<A: Snapshottable>(
             shut_down: false,
             handled_in_a_row: 0,
         };
+        let Some(ctor) = ctor else {
+            // Leaves before anything runs (the caller may wait for this report), then its
+            // mailbox runs as a tombstone.
+            node.meta.alive.store(false, Ordering::Release);
+            node.core.handle_stop();
+            node.flush(None);
+            actix::Context::with_receiver(rx).run(node);
+            return Ok(());
+        };
         match catch_unwind(AssertUnwindSafe(ctor)) {
             Ok(actor) => {
                 node.actor = Some(actor);
@@ -643,12 +713,11 @@ pub(crate) fn start_node<A: Snapshottable>(
             }
             Err(p) => {
                 let reason = panic_message(&*p);
+                tracing::error!(node = %node.meta.name, %reason, "node constructor panicked");
                 node.meta.alive.store(false, Ordering::Release);
-                node.core
-                    .handle_panic(format!("constructor panicked: {reason}"));
-                node.flush(None);
-                // Nothing runs the mailbox: senders see a closed node.
-                drop(rx);
+                // Run without an actor: it leaves at once (see `started`) and its mailbox
+                // counts what was sent to it.
+                actix::Context::with_receiver(rx).run(node);
                 Err(reason)
             }
         }
@@ -676,6 +745,10 @@ pub(crate) fn start_node<A: Snapshottable>(
     if ok {
         Ok(())
     } else {
+        // The arbiter is gone: the node never runs, so it leaves.
+        let mut core = NodeCore::<Rec, RecMsg>::new(epoch);
+        core.handle_stop();
+        shared.notes(id, || core.poll(), None);
         Err(SpawnError::GroupStopped)
     }
 }

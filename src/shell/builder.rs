@@ -72,7 +72,9 @@ use crate::shell::actor::{
 use crate::shell::envelope::{Envelope, Kind, Resolved, with_resolver};
 use crate::shell::group::SnapshotGroup;
 use crate::shell::handles::{Ingress, Out};
-use crate::shell::runtime::{IngressInfo, Join, Place, Rec, RecMsg, Shared, SnapshotOptions};
+use crate::shell::runtime::{
+    IngressInfo, Join, NodeHandle, Place, Rec, RecMsg, Shared, SnapshotOptions,
+};
 use crate::snapshot::{GlobalSnapshot, NodeSnapshot, short_type_name};
 
 static GROUP_UIDS: AtomicU64 = AtomicU64::new(1 << 32);
@@ -112,7 +114,9 @@ trait AnyNode {
     fn type_tag(&self) -> &'static str;
     fn has_ctor(&self) -> bool;
     fn resolved(&self) -> Resolved;
-    fn control(&self) -> actix::Recipient<crate::shell::runtime::Control>;
+    fn handle(&self) -> Box<dyn NodeHandle>;
+    /// The node had left before the snapshot being restored: it starts as a tombstone.
+    fn mark_gone(&mut self);
     /// Decodes (and upgrades) the node's state from a snapshot.
     fn prepare(&mut self, snap: &NodeSnapshot) -> Result<(), BuildError>;
     fn launch(
@@ -133,6 +137,7 @@ struct TypedNode<A: Snapshottable> {
     ctor: Option<TypedCtor<A>>,
     state: Option<A::State>,
     arbiter: Option<usize>,
+    gone: bool,
 }
 
 impl<A: Snapshottable> AnyNode for TypedNode<A> {
@@ -163,8 +168,13 @@ impl<A: Snapshottable> AnyNode for TypedNode<A> {
         }
     }
 
-    fn control(&self) -> actix::Recipient<crate::shell::runtime::Control> {
-        self.prepared.addr.clone().recipient()
+    fn handle(&self) -> Box<dyn NodeHandle> {
+        self.prepared.handle()
+    }
+
+    fn mark_gone(&mut self) {
+        self.ctor = None;
+        self.gone = true;
     }
 
     fn prepare(&mut self, snap: &NodeSnapshot) -> Result<(), BuildError> {
@@ -200,11 +210,13 @@ impl<A: Snapshottable> AnyNode for TypedNode<A> {
             ctor,
             state,
             arbiter,
+            gone,
         } = *self;
         let name = prepared.meta.name.to_string();
-        let ctor: Ctor<A> = match (ctor, state) {
-            (Some(TypedCtor::Declared(f)), state) => Box::new(move || f(state)),
-            (Some(TypedCtor::Restorable(f)), Some(state)) => Box::new(move || f(state)),
+        let ctor: Option<Ctor<A>> = match (ctor, state) {
+            _ if gone => None,
+            (Some(TypedCtor::Declared(f)), state) => Some(Box::new(move || f(state))),
+            (Some(TypedCtor::Restorable(f)), Some(state)) => Some(Box::new(move || f(state))),
             _ => {
                 return Err(SpawnError::ConstructorPanicked {
                     node: name,
@@ -257,6 +269,7 @@ struct IngressDecl {
 pub struct GroupBuilder {
     uid: u64,
     nodes: Vec<Box<dyn AnyNode>>,
+    names: std::collections::HashSet<Arc<str>>,
     ingress: Vec<IngressDecl>,
     restorable: HashMap<&'static str, MakeNode>,
     replays: HashMap<(&'static str, &'static str), Replay>,
@@ -278,6 +291,7 @@ impl GroupBuilder {
         GroupBuilder {
             uid: GROUP_UIDS.fetch_add(1, Ordering::Relaxed),
             nodes: Vec::new(),
+            names: std::collections::HashSet::new(),
             ingress: Vec::new(),
             restorable: HashMap::new(),
             replays: HashMap::new(),
@@ -325,14 +339,17 @@ impl GroupBuilder {
 
     fn declare<A: Snapshottable>(&mut self, name: String, arbiter: Option<usize>) -> NodeRef<A> {
         let id = NodeId(self.nodes.len() as u64);
-        if self.nodes.iter().any(|n| *n.name() == *name) {
-            self.errors.push(BuildError::DuplicateNode(name.clone()));
+        let name: Arc<str> = Arc::from(name);
+        if !self.names.insert(Arc::clone(&name)) {
+            self.errors
+                .push(BuildError::DuplicateNode(name.to_string()));
         }
         self.nodes.push(Box::new(TypedNode::<A> {
-            prepared: Prepared::new(id, self.uid, Arc::from(name)),
+            prepared: Prepared::new(id, self.uid, name),
             ctor: None,
             state: None,
             arbiter,
+            gone: false,
         }));
         NodeRef {
             id,
@@ -437,6 +454,7 @@ impl GroupBuilder {
                 ctor: Some(TypedCtor::Restorable(Arc::clone(&ctor))),
                 state: None,
                 arbiter: None,
+                gone: false,
             }) as Box<dyn AnyNode>
         });
         self.restorable.insert(A::type_tag(), make);
@@ -487,8 +505,9 @@ impl GroupBuilder {
     /// mailbox before any actor runs, ingress offsets and round numbers continue.
     ///
     /// # Errors
-    /// [`BuildError::TopologyMismatch`] when a declared node is not in the snapshot (or has
-    /// another type or id); [`BuildError::UnknownType`] for a node or message type nothing
+    /// [`BuildError::TopologyMismatch`] when a declared node has another type or id in the
+    /// snapshot (a declared node the snapshot does not hold had left before its cut: it comes
+    /// back as a tombstone); [`BuildError::UnknownType`] for a node or message type nothing
     /// was registered for; [`BuildError::StateVersion`] or [`BuildError::Restore`] when a state
     /// or message cannot be decoded; [`BuildError::ConstructorPanicked`]. Nothing is started
     /// unless everything succeeds.
@@ -534,15 +553,28 @@ impl GroupBuilder {
             };
             nodes.push((node, snap));
         }
-        if let Some(name) = by_name.keys().next() {
-            return Err(BuildError::TopologyMismatch(format!(
-                "declared node {name:?} is not in the snapshot"
-            )));
+        // Declared nodes the snapshot does not hold had left before its cut: they come back as
+        // tombstones (what is still sent to them is counted and dropped), under their ids.
+        let mut gone: Vec<Box<dyn AnyNode>> = by_name.into_values().collect();
+        gone.sort_by_key(|n| n.id());
+        for n in &mut gone {
+            if let Some(other) = snapshot.node_by_id(n.id()) {
+                return Err(BuildError::TopologyMismatch(format!(
+                    "declared node {:?} has id {}, which the snapshot gives to {:?}",
+                    n.name(),
+                    n.id(),
+                    other.name
+                )));
+            }
+            n.mark_gone();
         }
         // Decode every state and in-flight message before anything starts; addresses inside
         // them resolve to the nodes being rebuilt.
-        let resolver: HashMap<NodeId, Resolved> =
-            nodes.iter().map(|(n, s)| (s.id, n.resolved())).collect();
+        let resolver: HashMap<NodeId, Resolved> = nodes
+            .iter()
+            .map(|(n, s)| (s.id, n.resolved()))
+            .chain(gone.iter().map(|n| (n.id(), n.resolved())))
+            .collect();
         let addrs: HashMap<NodeId, (Box<dyn Any>, &'static str)> = nodes
             .iter()
             .map(|(n, s)| (s.id, (n.resolved().addr, n.type_tag())))
@@ -602,6 +634,10 @@ impl GroupBuilder {
                     snap.external,
                 )
             })
+            .chain(gone.into_iter().map(|node| {
+                let id = node.id();
+                (node, Join::Restored(snapshot.id, id), Vec::new(), 0)
+            }))
             .collect();
         let next_id = snapshot
             .next_node_id
@@ -646,7 +682,8 @@ impl GroupBuilder {
                 Join::Outside(None) => Join::Outside(Some(node.id())),
                 j => j,
             };
-            let (_, epoch) = shared.register(node.name(), join, node.control())?;
+            let handle = node.handle();
+            let (_, epoch, ()) = shared.register(node.name(), join, move |_| (handle, ()))?;
             let core = match join {
                 Join::Restored(..) => NodeCore::resume(epoch, ingress, external),
                 _ => NodeCore::new(epoch),

@@ -43,6 +43,7 @@ use crate::error::{SnapshotError, SpawnError};
 use crate::protocol::NodeId;
 use crate::shell::actor::NodeAddr;
 use crate::shell::actor::{Payload, Placement, Receive, Snapshottable, launch};
+use crate::shell::envelope::stamp_for;
 use crate::shell::handles::Ingress;
 use crate::shell::runtime::{IngressInfo, Join, Shared, SnapshotOptions, SnapshotStats};
 use crate::snapshot::{GlobalSnapshot, short_type_name};
@@ -94,6 +95,9 @@ impl SnapshotGroup {
     /// # Errors
     /// [`SpawnError::DuplicateName`] when a live node has that name;
     /// [`SpawnError::GroupStopped`] after shutdown.
+    ///
+    /// Called from a step of one of the group's nodes, it spawns a child of that node (as
+    /// [`SnapCtx::spawn`](crate::SnapCtx::spawn) does, but placed on the group's arbiters).
     pub fn spawn<A: Snapshottable>(
         &self,
         name: impl Into<String>,
@@ -102,10 +106,19 @@ impl SnapshotGroup {
         launch(
             self.shared(),
             Arc::from(name.into()),
-            Join::Outside(None),
+            self.join(),
             Box::new(ctor),
             Placement::Group(None),
         )
+    }
+
+    /// How a node spawned here and now joins: as a child when this runs inside a step of one
+    /// of the group's nodes, from outside otherwise.
+    fn join(&self) -> Join {
+        match stamp_for(self.shared().uid) {
+            Some(stamp) => Join::Child(stamp.color),
+            None => Join::Outside(None),
+        }
     }
 
     /// [`spawn`](Self::spawn) on the group's arbiter number `arbiter` (modulo their count).
@@ -118,7 +131,7 @@ impl SnapshotGroup {
         launch(
             self.shared(),
             Arc::from(name.into()),
-            Join::Outside(None),
+            self.join(),
             Box::new(ctor),
             Placement::Group(Some(arbiter)),
         )
@@ -181,6 +194,30 @@ impl SnapshotGroup {
     /// The id of the live node called `name`.
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
         self.shared().lock().names.get(name).copied()
+    }
+
+    /// The address of the live node called `name`, if it runs actor type `A` — also for nodes
+    /// spawned at run time or rebuilt by a restore.
+    pub fn addr<A: Snapshottable>(&self, name: &str) -> Option<NodeAddr<A>> {
+        let st = self.shared().lock();
+        let id = st.names.get(name)?;
+        st.nodes
+            .get(id)?
+            .handle
+            .as_any()
+            .downcast_ref::<NodeAddr<A>>()
+            .cloned()
+    }
+
+    /// The address of live node `id`, if it runs actor type `A`.
+    pub fn addr_by_id<A: Snapshottable>(&self, id: NodeId) -> Option<NodeAddr<A>> {
+        let st = self.shared().lock();
+        st.nodes
+            .get(&id)?
+            .handle
+            .as_any()
+            .downcast_ref::<NodeAddr<A>>()
+            .cloned()
     }
 
     /// The names of the live nodes, in id order.

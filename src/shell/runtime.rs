@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix::{ArbiterHandle, Recipient, WeakRecipient};
+use actix::{ArbiterHandle, WeakRecipient};
 use futures::channel::oneshot;
 use serde_bytes::ByteBuf;
 
@@ -111,8 +111,16 @@ pub struct SnapshotStats {
 
 pub(crate) type Reply = oneshot::Sender<Result<GlobalSnapshot, SnapshotError>>;
 
+/// What the group keeps of a live node: a typed address behind a type-erased handle.
+pub(crate) trait NodeHandle: Send {
+    /// Sends a control message to the node.
+    fn control(&self, c: Control);
+    /// The node's typed address (a `NodeAddr<A>`), for lookups by type.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
 pub(crate) struct LiveNode {
-    pub(crate) control: Recipient<Control>,
+    pub(crate) handle: Box<dyn NodeHandle>,
     pub(crate) name: Arc<str>,
 }
 
@@ -141,9 +149,28 @@ pub(crate) struct State {
     prune_at: usize,
     pub(crate) next_id: u64,
     pub(crate) ingress: Vec<IngressInfo>,
-    waiters: HashMap<RoundId, Reply>,
+    waiters: HashMap<RoundId, (Reply, Duration)>,
+    /// Names of nodes that left after recording rounds that may still be open, with their
+    /// epoch: a new node under such a name must not be in those rounds too.
+    freed: HashMap<Arc<str>, RoundId>,
     pub(crate) stats: SnapshotStats,
     pub(crate) stopped: bool,
+}
+
+impl State {
+    fn push_tombstone(&mut self, t: WeakRecipient<Control>) {
+        if self.stopped {
+            if let Some(r) = t.upgrade() {
+                r.do_send(Control::Shutdown);
+            }
+            return;
+        }
+        self.tombstones.push(t);
+        if self.tombstones.len() >= self.prune_at {
+            self.tombstones.retain(|t| t.upgrade().is_some());
+            self.prune_at = (self.tombstones.len() * 2).max(64);
+        }
+    }
 }
 
 /// A round's result on its way to its waiter, assembled outside the lock.
@@ -202,6 +229,7 @@ impl Shared {
                 next_id,
                 ingress: Vec::new(),
                 waiters: HashMap::new(),
+                freed: HashMap::new(),
                 stats: SnapshotStats::default(),
                 stopped: false,
             }),
@@ -238,12 +266,13 @@ impl Shared {
     }
 
     /// Registers a node: a unique name, an id, its epoch; sends it the start of any open round.
-    pub(crate) fn register(
+    /// `make` builds the node's handle once its id is known, and something for the caller.
+    pub(crate) fn register<R>(
         &self,
         name: Arc<str>,
         join: Join,
-        control: Recipient<Control>,
-    ) -> Result<(NodeId, RoundId), SpawnError> {
+        make: impl FnOnce(NodeId) -> (Box<dyn NodeHandle>, R),
+    ) -> Result<(NodeId, RoundId, R), SpawnError> {
         let mut st = self.lock();
         if st.stopped {
             return Err(SpawnError::GroupStopped);
@@ -251,6 +280,7 @@ impl Shared {
         if st.names.contains_key(&name) {
             return Err(SpawnError::DuplicateName(name.to_string()));
         }
+        let freed = st.freed.get(&name).copied().unwrap_or(0);
         let (id, epoch) = match join {
             Join::Restored(round, id) => (id, st.tracker.register_restored(id, round)),
             Join::Outside(_) | Join::Child(_) => {
@@ -259,8 +289,14 @@ impl Shared {
                     _ => NodeId(st.next_id),
                 };
                 let epoch = match join {
+                    // A child belongs to every round its parent has not recorded; if a node of
+                    // the same name recorded one of them before leaving, the name is taken
+                    // there.
+                    Join::Child(e) if freed > e => {
+                        return Err(SpawnError::DuplicateName(name.to_string()));
+                    }
                     Join::Child(e) => st.tracker.register_child(id, e),
-                    _ => st.tracker.register_outside(id),
+                    _ => st.tracker.register_outside_after(id, freed),
                 };
                 let Some(epoch) = epoch else {
                     return Err(SpawnError::DuplicateName(name.to_string()));
@@ -270,12 +306,13 @@ impl Shared {
         };
         st.next_id = st.next_id.max(id.0 + 1);
         st.names.insert(Arc::clone(&name), id);
-        st.nodes.insert(id, LiveNode { control, name });
+        let (handle, out) = make(id);
+        st.nodes.insert(id, LiveNode { handle, name });
         st.stats.nodes = st.nodes.len() as u64;
         let finished = self.process(&mut st);
         drop(st);
         finish(finished);
-        Ok((id, epoch))
+        Ok((id, epoch, out))
     }
 
     /// A node's notes, in order. `tombstone` is the node's weak control handle when the notes
@@ -287,7 +324,7 @@ impl Shared {
         tombstone: Option<WeakRecipient<Control>>,
     ) {
         let mut st = self.lock();
-        let mut gone = false;
+        let mut gone = None;
         while let Some(note) = next() {
             match note {
                 NodeOutput::Record(r) => st.tracker.handle_record(id, r),
@@ -298,7 +335,7 @@ impl Shared {
                     received,
                 } => {
                     st.tracker.handle_left(id, epoch, sent, received);
-                    gone = true;
+                    gone = Some(epoch);
                 }
                 NodeOutput::Panicked {
                     epoch,
@@ -308,28 +345,30 @@ impl Shared {
                 } => {
                     st.tracker
                         .handle_panicked(id, epoch, sent, received, reason);
-                    gone = true;
+                    gone = Some(epoch);
                 }
             }
         }
         let finished = self.process(&mut st);
-        if gone {
+        if let Some(epoch) = gone {
             if let Some(node) = st.nodes.remove(&id) {
                 st.names.remove(&node.name);
+                if epoch > st.tracker.closed_through() {
+                    st.freed.insert(node.name, epoch);
+                }
             }
             st.stats.nodes = st.nodes.len() as u64;
-            if let Some(t) = tombstone
-                && !st.stopped
-            {
-                st.tombstones.push(t);
-                if st.tombstones.len() >= st.prune_at {
-                    st.tombstones.retain(|t| t.upgrade().is_some());
-                    st.prune_at = (st.tombstones.len() * 2).max(64);
-                }
+            if let Some(t) = tombstone {
+                st.push_tombstone(t);
             }
         }
         drop(st);
         finish(finished);
+    }
+
+    /// Keeps a weak handle on a tombstone, so that shutdown reaches it.
+    pub(crate) fn add_tombstone(&self, t: WeakRecipient<Control>) {
+        self.lock().push_tombstone(t);
     }
 
     /// Starts a round; the receiver gets its snapshot or why it failed.
@@ -350,7 +389,7 @@ impl Shared {
             Err(StartError::Exhausted) => return Err(SnapshotError::GroupStopped),
         };
         st.stats.started += 1;
-        st.waiters.insert(round, tx);
+        st.waiters.insert(round, (tx, timeout));
         let finished = self.process(&mut st);
         drop(st);
         finish(finished);
@@ -380,7 +419,7 @@ impl Shared {
         }
         st.stopped = true;
         for (_, node) in st.nodes.drain() {
-            node.control.do_send(Control::Shutdown);
+            node.handle.control(Control::Shutdown);
         }
         st.names.clear();
         for t in st.tombstones.drain(..) {
@@ -404,20 +443,21 @@ impl Shared {
             match out {
                 TrackerOutput::StartAll { round } => {
                     for node in st.nodes.values() {
-                        node.control.do_send(Control::Start(round));
+                        node.handle.control(Control::Start(round));
                     }
                 }
                 TrackerOutput::StartNode { node, round } => {
                     if let Some(n) = st.nodes.get(&node) {
-                        n.control.do_send(Control::Start(round));
+                        n.handle.control(Control::Start(round));
                     }
                 }
                 TrackerOutput::Closed { through } => {
                     self.closed.store(through, Ordering::Relaxed);
+                    st.freed.retain(|_, epoch| *epoch > through);
                 }
                 TrackerOutput::Completed(round) => {
                     st.stats.completed += 1;
-                    let reply = st.waiters.remove(&round.round);
+                    let reply = st.waiters.remove(&round.round).map(|(r, _)| r);
                     let ingress = st
                         .ingress
                         .iter()
@@ -432,6 +472,8 @@ impl Shared {
                     });
                 }
                 TrackerOutput::Failed { round, failure } => {
+                    let waiter = st.waiters.remove(&round);
+                    let waited = waiter.as_ref().map_or(self.options.timeout, |(_, t)| *t);
                     let name = |id: NodeId| {
                         st.nodes
                             .get(&id)
@@ -445,7 +487,7 @@ impl Shared {
                             st.stats.timed_out += 1;
                             SnapshotError::Timeout {
                                 round,
-                                waited: self.options.timeout,
+                                waited,
                                 missing: missing.into_iter().map(name).collect(),
                                 unaccounted,
                             }
@@ -471,7 +513,7 @@ impl Shared {
                         st.stats.failed += 1;
                     }
                     tracing::warn!(round, %error, "snapshot round failed");
-                    let reply = st.waiters.remove(&round);
+                    let reply = waiter.map(|(r, _)| r);
                     finished.push(Finished::Failed { reply, error });
                 }
             }
