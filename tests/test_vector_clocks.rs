@@ -128,6 +128,8 @@ enum Ctl {
     Stop,
     /// Block this node's thread for that many milliseconds.
     Stall(u64),
+    /// Send this many tokens to this peer (kept if it is no peer).
+    KickTo(Tid, u32),
 }
 
 /// A test node's state, as recorded in snapshots.
@@ -307,6 +309,12 @@ fn apply_cmd(st: &mut VcState, me: Tid, cmd: &Cmd) -> Option<Tid> {
             st.children += 1;
             None
         }
+        Ctl::KickTo(t, n) => {
+            if holds(st) || !st.peers.contains(&t) {
+                st.held += u64::from(n);
+            }
+            None
+        }
         Ctl::Stop | Ctl::Stall(_) => None,
     }
 }
@@ -424,7 +432,14 @@ impl Receive<Cmd> for VcNode {
                     self.send_token(None);
                 }
             }
-            Ctl::Kick(_) | Ctl::Drain | Ctl::Meet(_) => {}
+            Ctl::KickTo(t, n) if !holds(&self.st) => {
+                if let Some(k) = self.st.peers.iter().position(|&p| p == t) {
+                    for _ in 0..n {
+                        self.send_token(Some(k));
+                    }
+                }
+            }
+            Ctl::Kick(_) | Ctl::KickTo(..) | Ctl::Drain | Ctl::Meet(_) => {}
             Ctl::Spawn(c) => {
                 // The child starts from this event's clock, knows this node and up to two of
                 // its peers, and gets a token at once.
@@ -1019,12 +1034,24 @@ async fn scripted_run() -> (Driver, Tally) {
     d.rounds(2, |_| {}).await;
     actix::clock::sleep(Duration::from_millis(2)).await;
     // A node spawned from outside while rounds run, and a stop while rounds run: the child
-    // `c` records the rounds, then stops. Its parent n0 (same arbiter) is stalled meanwhile
-    // with tokens piling up in its mailbox before the rounds' start; when it wakes it passes
-    // them on, some to `c`, sent before n0's cut and arriving after `c` stopped: in flight,
-    // though `c` never handles them.
-    d.send(0, Ctl::Stall(30));
-    actix::clock::sleep(Duration::from_millis(10)).await;
+    // `c` records the rounds, then stops. Its parent n0, on the same arbiter, is stalled
+    // meanwhile, with an order to send `c` five tokens queued before the rounds' start; when
+    // it wakes it sends them — before its cut — and they reach `c` after `c` stopped: in
+    // flight, though `c` never handles them.
+    d.send(0, Ctl::Stall(150));
+    d.send(0, Ctl::KickTo(c, 5));
+    d.until("n0 to stall", |d| {
+        lock(&d.h.log(0)).iter().any(|e| {
+            matches!(
+                &e.ev,
+                Ev::Cmd(Cmd {
+                    ctl: Ctl::Stall(_),
+                    ..
+                })
+            )
+        })
+    })
+    .await;
     d.rounds(3, |d| {
         d.change(Change::SpawnOutside);
         d.stop(c);
