@@ -7,22 +7,24 @@
 //!
 //! 1. Implement [`Snapshottable`] (what goes into the snapshot) next to your actor.
 //! 2. Implement [`Receive<M>`] instead of `actix::Handler<M>`.
-//! 3. Send to other actors of the group through an [`Out<M>`] (one per link) instead of an
-//!    `Addr`, and declare the actors and links on a builder before starting them.
+//! 3. Spawn the actors into a [`SnapshotGroup`] and hold a [`NodeAddr`] instead of an `Addr`.
+//!    Addresses can travel in messages (here the ball carries the address of whoever hit it
+//!    last); a snapshot records them as node ids. Groups whose shape is known up front can
+//!    also be declared on a builder with typed links (`SnapshotGroup::builder()`, `Out<M>`).
 
-use actix_snapshot::{Out, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+use actix_snapshot::{NodeAddr, Receive, SnapCtx, SnapshotGroup, Snapshottable};
 use serde::{Deserialize, Serialize};
 
-/// The message: a ball that counts how often it was hit.
+/// The message: a ball that counts how often it was hit, and who hit it last.
 #[derive(Debug, Serialize, Deserialize)]
 struct Ball {
     hits: u64,
+    from: NodeAddr<Player>,
 }
 
-/// A player keeps count of the hits it made and returns every ball.
+/// A player keeps count of the hits it made and returns every ball to whoever sent it.
 struct Player {
     hits_made: u64,
-    other: Out<Ball>,
 }
 
 impl Snapshottable for Player {
@@ -33,36 +35,27 @@ impl Snapshottable for Player {
 }
 
 impl Receive<Ball> for Player {
-    fn receive(&mut self, ball: Ball, _ctx: &mut SnapCtx<Self>) {
+    fn receive(&mut self, ball: Ball, ctx: &mut SnapCtx<Self>) {
         self.hits_made += 1;
-        self.other.send(Ball {
+        // Inside a handler, a send to another node of the group is tracked by the snapshot.
+        ball.from.send(Ball {
             hits: ball.hits + 1,
+            from: ctx.addr(),
         });
     }
 }
 
 #[actix::main]
 async fn main() {
-    // Declare the two nodes and the two links between them. Mailboxes exist from here on,
-    // so the links can be handed to the actors' constructors.
-    let mut b = SnapshotGroup::builder();
-    let ping = b.node::<Player>("ping");
-    let pong = b.node::<Player>("pong");
-    let ping_to_pong = b.channel(ping, pong);
-    let pong_to_ping = b.channel(pong, ping);
-    let serve = b.ingress::<Ball, _>("serve", ping); // how the first ball gets in
-    // A constructor gets `None` on a fresh start, the recorded state on a restore.
-    b.actor(ping, move |hits| Player {
-        hits_made: hits.unwrap_or(0),
-        other: ping_to_pong,
-    });
-    b.actor(pong, move |hits| Player {
-        hits_made: hits.unwrap_or(0),
-        other: pong_to_ping,
-    });
-    let group = b.start().expect("the topology is valid");
+    let group = SnapshotGroup::new().expect("inside an actix System");
+    let ping = group.spawn("ping", || Player { hits_made: 0 }).unwrap();
+    let pong = group.spawn("pong", || Player { hits_made: 0 }).unwrap();
 
-    serve.send(Ball { hits: 0 }).expect("ping is running");
+    // Serve: from outside the group, a send is an input (like a request from a client).
+    ping.send(Ball {
+        hits: 0,
+        from: pong.clone(),
+    });
     for _ in 0..5 {
         actix::clock::sleep(std::time::Duration::from_millis(10)).await;
         let snap = group.snapshot().await.expect("the round completes");
@@ -72,8 +65,12 @@ async fn main() {
         // The ball is in exactly one place, and the hits add up: a consistent cut.
         assert_eq!(in_flight.len(), 1, "one ball, and players never keep it");
         assert_eq!(in_flight[0].hits, ping_hits + pong_hits);
+        // The address in the ball was recorded as the id of the player who hit it last.
+        assert_eq!(in_flight[0].from.id(), snap.paths[0].from);
+        let to = snap.node_name(snap.paths[0].to).unwrap();
         println!(
-            "snapshot {}: ping hit {ping_hits}, pong hit {pong_hits}, ball in flight with {} hits",
+            "snapshot {}: ping hit {ping_hits}, pong hit {pong_hits}, ball on its way to {to} \
+             with {} hits",
             snap.id, in_flight[0].hits
         );
     }

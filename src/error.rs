@@ -102,9 +102,9 @@ pub enum SpawnError {
     /// The group was shut down.
     #[error("the group is shut down")]
     GroupStopped,
-    /// The node's constructor panicked (reported at once when it runs on the caller's
-    /// thread; a node placed on another arbiter becomes a tombstone instead, and the rounds
-    /// it owed fail with [`SnapshotError::NodePanicked`]).
+    /// The node's constructor panicked. Reported at once when the constructor runs on the
+    /// caller's thread; a node placed on another arbiter cannot report it to the caller: it
+    /// leaves the group (it never had a state) and its address reports it not alive.
     #[error("the constructor of node {node:?} panicked: {reason}")]
     ConstructorPanicked {
         /// The node.

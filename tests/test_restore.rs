@@ -1,6 +1,11 @@
 //! Rollback: restoring a group from a snapshot. The actors here only act on commands from
 //! outside (ingress), never by themselves, so what a restored group holds can be computed
 //! by the test from the snapshot alone and compared with a second snapshot.
+//!
+//! A snapshot records nodes (id, name, type, state) and messages in flight per path, not the
+//! links declared on the builder: a restore is checked against the nodes, and in-flight
+//! messages go back to the nodes they were sent to. Node counters (`sent`, `received`) count
+//! from the restore on.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -123,7 +128,7 @@ fn flood(pay: &[Ingress<Pay>], per_node: u64) {
 }
 
 #[actix::test]
-async fn quiescent_round_trip_gives_identical_states_and_channels() {
+async fn quiescent_round_trip_gives_identical_states_and_paths() {
     let (group, pay) = start(2);
     flood(&pay, 200);
     // Wait until nothing is in flight and every payment was handled.
@@ -140,6 +145,12 @@ async fn quiescent_round_trip_gives_identical_states_and_channels() {
     group.shutdown();
     let before = books(&snap);
     assert!(before.iter().all(|b| b.received.len() == 200));
+    // The nodes' counters agree with their books.
+    for (i, b) in before.iter().enumerate() {
+        let node = snap.node(&format!("l{i}")).unwrap();
+        assert_eq!(node.sent, b.next_seq, "l{i} sent");
+        assert_eq!(node.received, b.received.len() as u64, "l{i} received");
+    }
 
     let (group, pay) = restore(&snap, 2);
     for (i, p) in pay.iter().enumerate() {
@@ -150,37 +161,34 @@ async fn quiescent_round_trip_gives_identical_states_and_channels() {
     }
     let again = group.snapshot().await.unwrap();
     group.shutdown();
-    assert!(again.id > snap.id, "round ids continue");
-    assert_eq!(again.nodes, snap.nodes, "states identical");
-    assert_eq!(again.channels, snap.channels, "channels identical");
+    assert_eq!(again.id, snap.id + 1, "round ids continue");
+    assert!(again.paths.is_empty(), "nothing in flight either time");
     assert_eq!(again.ingress, snap.ingress, "ingress offsets identical");
+    assert_eq!(again.next_node_id, snap.next_node_id);
+    assert_eq!(again.nodes.len(), snap.nodes.len());
+    for (a, b) in again.nodes.iter().zip(&snap.nodes) {
+        assert_eq!(
+            (a.id, &a.name, &a.actor_type, a.state_version, &a.state),
+            (b.id, &b.name, &b.actor_type, b.state_version, &b.state),
+            "node {} identical",
+            b.name
+        );
+        // Counters count from the restore on: nothing was sent or received since.
+        assert_eq!((a.sent, a.received, a.external), (0, 0, b.external));
+    }
     assert_eq!(books(&again), before);
 }
 
-#[actix::test]
-async fn in_flight_notes_are_delivered_exactly_once_in_order_after_restore() {
-    // Find a snapshot with notes in flight.
-    let mut found = None;
-    for _ in 0..20 {
-        let (group, pay) = start(2);
-        flood(&pay, 300);
-        let snap = group.snapshot().await.unwrap();
-        group.shutdown();
-        if snap.in_flight_count() > 0 {
-            found = Some(snap);
-            break;
-        }
-    }
-    let snap = found.expect("a snapshot with notes in flight");
-    let before = books(&snap);
-
-    // What the restored group must hold once the recorded notes are delivered, computed
-    // from the snapshot: each note added once, appended in channel order.
+/// What the ledgers hold once every note in flight in `snap` is delivered, computed from the
+/// snapshot alone: each note added once, appended in path order. Checks on the way that each
+/// path holds exactly the notes sent and not yet received, in order.
+fn after_delivery(snap: &GlobalSnapshot) -> Vec<Books> {
+    let before = books(snap);
     let mut expected = before.clone();
     for i in 0..N {
         let to = (i + 1) % N;
         let notes: Vec<Note> = snap
-            .channel_messages(&format!("l{i}"), &format!("l{to}"))
+            .path_messages(&format!("l{i}"), &format!("l{to}"))
             .unwrap();
         let seqs: Vec<u64> = notes.iter().map(|n| n.seq).collect();
         let first = before[to]
@@ -191,21 +199,56 @@ async fn in_flight_notes_are_delivered_exactly_once_in_order_after_restore() {
         assert_eq!(
             seqs,
             (first..before[i].next_seq).collect::<Vec<_>>(),
-            "channel l{i} -> l{to} holds exactly the notes sent and not yet received"
+            "path l{i} -> l{to} holds exactly the notes sent and not yet received"
         );
         for n in notes {
             expected[to].balance += n.amount as i64;
             expected[to].received.push((n.from, n.seq));
         }
     }
+    expected
+}
+
+fn total(b: &[Books]) -> i64 {
+    b.iter().map(|b| b.balance).sum()
+}
+
+/// Notes in flight to ledger `to` in `snap`.
+fn in_flight_to(snap: &GlobalSnapshot, to: usize) -> u64 {
+    let id = snap.node(&format!("l{to}")).unwrap().id;
+    snap.paths
+        .iter()
+        .filter(|p| p.to == id)
+        .map(|p| p.messages.len() as u64)
+        .sum()
+}
+
+async fn snapshot_with_notes_in_flight() -> GlobalSnapshot {
+    for _ in 0..20 {
+        let (group, pay) = start(2);
+        flood(&pay, 300);
+        let snap = group.snapshot().await.unwrap();
+        group.shutdown();
+        if snap.in_flight_count() > 0 {
+            return snap;
+        }
+    }
+    panic!("no snapshot with notes in flight");
+}
+
+#[actix::test]
+async fn in_flight_notes_are_delivered_exactly_once_in_order_after_restore() {
+    let snap = snapshot_with_notes_in_flight().await;
+    let before = books(&snap);
+    let expected = after_delivery(&snap);
     // Money is conserved at the cut and after.
-    let total = |b: &[Books]| b.iter().map(|b| b.balance).sum::<i64>();
     let in_flight: i64 = snap
         .in_flight::<Note>()
         .unwrap()
         .map(|n| n.amount as i64)
         .sum();
     assert_eq!(total(&before) + in_flight, 0);
+    assert_eq!(total(&expected), 0);
 
     let (group, _pay) = restore(&snap, 2);
     // The recorded notes sit in the mailboxes ahead of the round's start, so this round
@@ -213,23 +256,72 @@ async fn in_flight_notes_are_delivered_exactly_once_in_order_after_restore() {
     let again = group.snapshot().await.unwrap();
     group.shutdown();
     assert_eq!(books(&again), expected);
-    assert_eq!(total(&expected), 0);
     assert_eq!(again.in_flight_count(), 0);
-    for (a, b) in again.channels.iter().zip(&snap.channels) {
-        assert_eq!(a.sent, b.sent, "channel {}: nothing new sent", a.id);
-        assert_eq!(a.delivered, b.sent, "channel {}: all delivered", a.id);
+    for i in 0..N {
+        let node = again.node(&format!("l{i}")).unwrap();
+        assert_eq!(node.sent, 0, "l{i}: nothing new sent");
+        assert_eq!(
+            node.received,
+            in_flight_to(&snap, i),
+            "l{i}: all delivered, once"
+        );
     }
     assert_eq!(again.ingress, snap.ingress);
 }
 
 #[actix::test]
-async fn restoring_into_another_topology_is_a_clear_error() {
-    let (group, pay) = start(0);
-    flood(&pay, 3);
-    let snap = group.snapshot().await.unwrap();
+async fn recorded_notes_are_in_the_mailboxes_before_any_actor_runs() {
+    let snap = snapshot_with_notes_in_flight().await;
+    let expected = after_delivery(&snap);
+    let (group, pay) = restore(&snap, 2);
+    // Payments right after the restore: each ledger's new note travels on a thread of its
+    // own, so it could overtake the recorded notes if those were put back after the actors
+    // started. They must come after them.
+    for p in &pay {
+        p.send(Pay(1000)).unwrap();
+    }
+    let mut settled = None;
+    for _ in 0..500 {
+        let s = group.snapshot().await.unwrap();
+        let done = (0..N)
+            .all(|i| s.node(&format!("l{i}")).unwrap().received == in_flight_to(&snap, i) + 1);
+        if done && s.in_flight_count() == 0 {
+            settled = Some(s);
+            break;
+        }
+        actix::clock::sleep(Duration::from_millis(5)).await;
+    }
     group.shutdown();
+    let settled = settled.expect("every note delivered");
+    let now = books(&settled);
+    for to in 0..N {
+        let from = (to + N - 1) % N;
+        let mut want = expected[to].received.clone();
+        want.push((from as u32, expected[from].next_seq));
+        assert_eq!(
+            now[to].received, want,
+            "l{to}: recorded notes first, then the new one"
+        );
+        assert_eq!(
+            now[to].balance, expected[to].balance,
+            "l{to} paid 1000, got 1000"
+        );
+        assert_eq!(now[to].next_seq, expected[to].next_seq + 1);
+    }
+    for i in 0..N {
+        assert_eq!(
+            settled.ingress_offset(&format!("pay{i}")).unwrap(),
+            snap.ingress_offset(&format!("pay{i}")).unwrap() + 1,
+            "offsets continue"
+        );
+    }
+}
 
-    // A node missing.
+#[actix::test]
+async fn restore_checks_the_snapshot_against_the_declared_nodes() {
+    let snap = snapshot_with_notes_in_flight().await;
+
+    // A node of the snapshot missing from the builder (and not restorable).
     let mut b = SnapshotGroup::builder();
     let nodes: Vec<_> = (0..2).map(|i| b.node::<Ledger>(format!("l{i}"))).collect();
     let o1 = b.channel(nodes[0], nodes[1]);
@@ -245,37 +337,53 @@ async fn restoring_into_another_topology_is_a_clear_error() {
         books: s.unwrap_or_default(),
     });
     match b.restore(&snap) {
-        Err(BuildError::TopologyMismatch(m)) => {
-            assert!(m.contains("3 nodes") && m.contains("group has 2"), "{m}")
+        Err(BuildError::UnknownType(m)) => {
+            assert!(m.contains("\"l2\"") && m.contains("Ledger"), "{m}")
         }
-        other => panic!("expected a topology mismatch, got {other:?}"),
+        other => panic!("expected an unknown type, got {other:?}"),
     }
 
-    // Same nodes, channels the other way round.
+    // Same nodes, links the other way round: a snapshot holds no links, so this restores,
+    // and the notes in flight go back to the nodes they were sent to.
     let mut b = SnapshotGroup::builder();
     declare(&mut b, true);
-    match b.restore(&snap) {
-        Err(BuildError::TopologyMismatch(m)) => assert!(m.contains("channel 0"), "{m}"),
-        other => panic!("expected a topology mismatch, got {other:?}"),
-    }
+    let group = b.restore(&snap).expect("links are not part of a snapshot");
+    let again = group.snapshot().await.unwrap();
+    group.shutdown();
+    assert_eq!(books(&again), after_delivery(&snap));
 
-    // A node renamed.
+    // A node renamed: not declared under that name, and its type is not restorable.
     let mut renamed = snap.clone();
     renamed.nodes[1].name = "other".into();
     let mut b = SnapshotGroup::builder();
     declare(&mut b, false);
     match b.restore(&renamed) {
-        Err(BuildError::TopologyMismatch(m)) => assert!(m.contains("\"other\""), "{m}"),
-        other => panic!("expected a topology mismatch, got {other:?}"),
+        Err(BuildError::UnknownType(m)) => assert!(m.contains("\"other\""), "{m}"),
+        other => panic!("expected an unknown type, got {other:?}"),
     }
 
     // Another actor type under the same name.
     let mut retyped = snap.clone();
-    retyped.nodes[0].actor_type = "some::Other".into();
+    retyped.nodes[0].actor_type = "Other".into();
     let mut b = SnapshotGroup::builder();
     declare(&mut b, false);
     match b.restore(&retyped) {
-        Err(BuildError::TopologyMismatch(m)) => assert!(m.contains("some::Other"), "{m}"),
+        Err(BuildError::TopologyMismatch(m)) => {
+            assert!(
+                m.contains("\"l0\"") && m.contains("Other") && m.contains("Ledger"),
+                "{m}"
+            )
+        }
+        other => panic!("expected a topology mismatch, got {other:?}"),
+    }
+
+    // Another id under the same name.
+    let mut renumbered = snap.clone();
+    renumbered.nodes[2].id = actix_snapshot::NodeId(7);
+    let mut b = SnapshotGroup::builder();
+    declare(&mut b, false);
+    match b.restore(&renumbered) {
+        Err(BuildError::TopologyMismatch(m)) => assert!(m.contains("\"l2\""), "{m}"),
         other => panic!("expected a topology mismatch, got {other:?}"),
     }
 
@@ -285,6 +393,33 @@ async fn restoring_into_another_topology_is_a_clear_error() {
     let mut b = SnapshotGroup::builder();
     declare(&mut b, false);
     assert!(matches!(b.restore(&garbled), Err(BuildError::Restore(_))));
+
+    // An in-flight message that does not decode.
+    let mut garbled = snap.clone();
+    garbled.paths[0].messages[0] = serde_bytes::ByteBuf::from(vec![0xc1]);
+    let mut b = SnapshotGroup::builder();
+    declare(&mut b, false);
+    assert!(matches!(b.restore(&garbled), Err(BuildError::Restore(_))));
+
+    // In-flight messages of a type nothing accepts.
+    let mut retyped = snap.clone();
+    retyped.paths[0].message_type = "Memo".into();
+    let mut b = SnapshotGroup::builder();
+    declare(&mut b, false);
+    match b.restore(&retyped) {
+        Err(BuildError::UnknownType(m)) => assert!(m.contains("Memo"), "{m}"),
+        other => panic!("expected an unknown type, got {other:?}"),
+    }
+
+    // In-flight messages to a node that is not in the snapshot.
+    let mut astray = snap.clone();
+    astray.paths[0].to = actix_snapshot::NodeId(9);
+    let mut b = SnapshotGroup::builder();
+    declare(&mut b, false);
+    assert!(matches!(
+        b.restore(&astray),
+        Err(BuildError::TopologyMismatch(_))
+    ));
 }
 
 // --- State versions ---------------------------------------------------------------------
@@ -396,7 +531,7 @@ async fn an_unknown_state_version_is_a_named_error() {
                     unreachable!()
                 };
                 assert_eq!(node, "w");
-                assert!(actor_type.ends_with("Wallet"), "{actor_type}");
+                assert_eq!(actor_type, "Wallet", "a short, stable type tag");
                 assert_eq!((*found, *expected), (version, 2));
                 assert!(
                     reason.contains(&format!("version {version} is unknown")),

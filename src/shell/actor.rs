@@ -471,6 +471,14 @@ impl<A: Snapshottable> Actor for NodeActor<A> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // The group was shut down before this actor got to run (a start or restore that
+        // failed on another node's constructor, a spawn right before shutdown): it handles
+        // nothing, not even the messages already in its mailbox (a restore's in-flight ones).
+        if self.shared.is_stopped() {
+            self.shut_down = true;
+            ctx.stop();
+            return;
+        }
         if self.actor.is_none() {
             // Its constructor panicked (the node never had a state), or it is a restored
             // tombstone. It leaves at once if it has not yet; its mailbox keeps counting what
@@ -499,11 +507,13 @@ impl<A: Snapshottable> Actor for NodeActor<A> {
 
 impl<A: Snapshottable> Drop for NodeActor<A> {
     fn drop(&mut self) {
+        // However the node's actor ended (stopped, panicked, shut down with its group), its
+        // addresses see a node that is no longer alive.
+        self.meta.alive.store(false, Ordering::Release);
         if self.core.life() == Life::Alive && !self.shut_down {
             // Gone without stopping (its arbiter went away, `Context::terminate`): the rounds
             // it owed cannot complete, and what was queued in its mailbox is lost, so rounds
             // after this may time out with unaccounted messages.
-            self.meta.alive.store(false, Ordering::Release);
             self.core
                 .handle_panic("the actor stopped outside the library's control".into());
             self.flush(None);
@@ -554,6 +564,13 @@ impl<A: Snapshottable> Handler<Control> for NodeActor<A> {
     fn handle(&mut self, c: Control, ctx: &mut Context<Self>) {
         match c {
             Control::Start(r) => {
+                // A round that finished while its start waited in this mailbox (it timed out
+                // while the node was busy) needs no record: the node's next record covers
+                // it along with every other round it skipped. Without this, a node that was
+                // stuck during N aborted rounds records N times when it wakes up.
+                if r <= self.shared.closed.load(Ordering::Relaxed) {
+                    return;
+                }
                 let (actor, meta) = (self.actor.as_ref(), &self.meta);
                 self.core.handle_start(r, || record(actor, meta));
                 self.flush(None);
@@ -715,8 +732,12 @@ pub(crate) fn start_node<A: Snapshottable>(
                 let reason = panic_message(&*p);
                 tracing::error!(node = %node.meta.name, %reason, "node constructor panicked");
                 node.meta.alive.store(false, Ordering::Release);
-                // Run without an actor: it leaves at once (see `started`) and its mailbox
-                // counts what was sent to it.
+                // It leaves before the panic is reported (a caller told the node does not
+                // exist may spawn another under its name at once, and a round must not wait
+                // for it), then its mailbox runs as a tombstone that counts what was sent to
+                // it.
+                node.core.handle_stop();
+                node.flush(None);
                 actix::Context::with_receiver(rx).run(node);
                 Err(reason)
             }

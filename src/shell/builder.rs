@@ -113,6 +113,8 @@ trait AnyNode {
     fn name(&self) -> Arc<str>;
     fn type_tag(&self) -> &'static str;
     fn has_ctor(&self) -> bool;
+    /// The group arbiter the node was declared on, if any.
+    fn arbiter(&self) -> Option<usize>;
     fn resolved(&self) -> Resolved;
     fn handle(&self) -> Box<dyn NodeHandle>;
     /// The node had left before the snapshot being restored: it starts as a tombstone.
@@ -159,6 +161,10 @@ impl<A: Snapshottable> AnyNode for TypedNode<A> {
 
     fn has_ctor(&self) -> bool {
         self.ctor.is_some()
+    }
+
+    fn arbiter(&self) -> Option<usize> {
+        self.arbiter
     }
 
     fn resolved(&self) -> Resolved {
@@ -328,7 +334,8 @@ impl GroupBuilder {
         self.declare(name.into(), None)
     }
 
-    /// Declares a node on the group's arbiter number `arbiter`.
+    /// Declares a node on the group's arbiter number `arbiter`. Starting or restoring fails
+    /// with [`BuildError::NoSuchArbiter`] when the group has no such arbiter.
     pub fn node_on<A: Snapshottable>(
         &mut self,
         name: impl Into<String>,
@@ -477,6 +484,17 @@ impl GroupBuilder {
         }
         if let Some(n) = self.nodes.iter().find(|n| !n.has_ctor()) {
             return Err(BuildError::MissingActor(n.name().to_string()));
+        }
+        // Without arbiters of its own the group runs everything on the caller's arbiter,
+        // which `node_on(.., 0)` names.
+        for n in &self.nodes {
+            if let Some(a) = n.arbiter().filter(|&a| a >= self.arbiters.max(1)) {
+                return Err(BuildError::NoSuchArbiter {
+                    node: n.name().to_string(),
+                    arbiter: a,
+                    arbiters: self.arbiters,
+                });
+            }
         }
         Ok(())
     }

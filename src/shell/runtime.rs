@@ -8,7 +8,7 @@
 //! parent.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -193,6 +193,8 @@ pub(crate) struct Shared {
     pub(crate) options: SnapshotOptions,
     /// Every round up to this one is finished (a hint for nodes, read without the lock).
     pub(crate) closed: AtomicU64,
+    /// The group was shut down (read without the lock; the lock's `stopped` is the truth).
+    stopped: AtomicBool,
     state: Mutex<State>,
     pub(crate) home: Place,
     pub(crate) arbiters: Vec<Place>,
@@ -220,6 +222,7 @@ impl Shared {
             uid,
             options,
             closed: AtomicU64::new(closed),
+            stopped: AtomicBool::new(false),
             state: Mutex::new(State {
                 tracker,
                 nodes: HashMap::new(),
@@ -244,6 +247,11 @@ impl Shared {
             max_concurrent: max_concurrent.max(1),
             ..TrackerConfig::default()
         }
+    }
+
+    /// Whether the group was shut down.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -418,6 +426,7 @@ impl Shared {
             return;
         }
         st.stopped = true;
+        self.stopped.store(true, Ordering::Release);
         for (_, node) in st.nodes.drain() {
             node.handle.control(Control::Shutdown);
         }
