@@ -9,7 +9,7 @@
 //! sum of balances + money travelling in transfers = initial total
 //! ```
 //!
-//! Two auditors try to check that while the transfers go on:
+//! Three auditors check that while the transfers go on:
 //!
 //! - The **snapshot auditor** calls [`SnapshotGroup::snapshot`] every `--snapshot-every-ms`
 //!   and adds up the recorded balances ([`GlobalSnapshot::states`]) and the recorded
@@ -34,11 +34,19 @@
 //!
 //! 1. [`Branch`] is a plain struct. Instead of `actix::Handler` it implements
 //!    [`Snapshottable`] (its snapshot is a [`BranchState`]) and [`Receive<M>`] for each
-//!    message it takes: [`Transfer`] from other branches, [`Audit`] from outside.
-//! 2. [`build_group`] declares the nodes (one per branch), a full mesh of [`Out<Transfer>`]
-//!    channels (one per ordered pair of branches), and one [`Ingress<Audit>`] per branch
-//!    for the naive auditor; then it starts the group on `--threads` arbiters.
-//! 3. `run` takes snapshots and checks them with [`Books::of`]; it uses nothing but the
+//!    message it takes: [`Open`] and [`Audit`] from outside the bank, [`Transfer`] from
+//!    other branches.
+//! 2. [`open_bank`] spawns one node per branch into a [`SnapshotGroup`] running on
+//!    `--threads` arbiters, then tells every branch the addresses ([`NodeAddr<Branch>`]) of
+//!    all of them. A branch pays another with [`NodeAddr::send`]: inside a handler that is a
+//!    node-to-node message the snapshots account for. Nothing is declared up front.
+//! 3. The addresses are part of each branch's recorded state. [`restore_bank`] rebuilds the
+//!    bank from a checkpoint ([`GroupBuilder::restore`]): each branch from its recorded
+//!    state ([`GroupBuilder::restorable`]), its addresses now pointing at the rebuilt
+//!    branches, and every recorded transfer back in its receiver's mailbox
+//!    ([`GroupBuilder::accepts`]); `main` finds the branches again by name
+//!    ([`SnapshotGroup::addr`]).
+//! 4. `run` takes snapshots and checks them with [`Books::of`]; it uses nothing but the
 //!    snapshot's typed views.
 //!
 //! # Keeping memory bounded at full speed
@@ -55,12 +63,17 @@
 //! transfers in flight must equal `branches × tokens`.
 //!
 //! [`SnapshotGroup::snapshot`]: actix_snapshot::SnapshotGroup::snapshot
+//! [`SnapshotGroup`]: actix_snapshot::SnapshotGroup
+//! [`SnapshotGroup::addr`]: actix_snapshot::SnapshotGroup::addr
+//! [`GroupBuilder::restore`]: actix_snapshot::GroupBuilder::restore
+//! [`GroupBuilder::restorable`]: actix_snapshot::GroupBuilder::restorable
+//! [`GroupBuilder::accepts`]: actix_snapshot::GroupBuilder::accepts
 //! [`GlobalSnapshot::states`]: actix_snapshot::GlobalSnapshot::states
 //! [`GlobalSnapshot::in_flight`]: actix_snapshot::GlobalSnapshot::in_flight
 //! [`Snapshottable`]: actix_snapshot::Snapshottable
 //! [`Receive<M>`]: actix_snapshot::Receive
-//! [`Out<Transfer>`]: actix_snapshot::Out
-//! [`Ingress<Audit>`]: actix_snapshot::Ingress
+//! [`NodeAddr<Branch>`]: actix_snapshot::NodeAddr
+//! [`NodeAddr::send`]: actix_snapshot::NodeAddr::send
 //! [`Monitor`]: actix_snapshot::monitor::Monitor
 
 use std::path::PathBuf;
@@ -72,8 +85,7 @@ use actix_snapshot::checkpoint::{
 };
 use actix_snapshot::monitor::{Monitor, MonitorEvent, Violation};
 use actix_snapshot::{
-    BuildError, DecodeError, GlobalSnapshot, Ingress, Out, Receive, SnapCtx, SnapshotGroup,
-    Snapshottable,
+    DecodeError, GlobalSnapshot, NodeAddr, Receive, SnapCtx, SnapshotGroup, Snapshottable,
 };
 use clap::Parser;
 use futures::channel::oneshot;
@@ -85,7 +97,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Bank transfers between actors, audited by consistent snapshots")]
 struct Args {
-    /// Number of branches (actors); every branch has a channel to every other one.
+    /// Number of branches (actors); every branch sends to every other one.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=4096))]
     branches: u32,
     /// How long to run, in seconds.
@@ -142,6 +154,17 @@ impl Args {
     fn total_tokens(&self) -> u64 {
         self.tokens.saturating_mul(u64::from(self.branches))
     }
+
+    /// How fast each branch spends its tokens.
+    fn pace(&self) -> Pace {
+        match self.rate {
+            None => Pace::Unlimited,
+            Some(rate) => Pace::Limited {
+                per_tick: rate as f64 / f64::from(self.branches) * RATE_TICK.as_secs_f64(),
+                allowance: 0.0,
+            },
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -162,15 +185,24 @@ pub struct Transfer {
     pub amount: u64,
 }
 
-/// The naive auditor's question "what is your balance?", sent through an [`Ingress`].
+/// The bank opens: every branch learns the addresses of all branches, itself included, in
+/// branch order. Sent once to each branch from outside, right after they are spawned.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Open {
+    /// Every branch of the bank.
+    pub branches: Vec<NodeAddr<Branch>>,
+}
+
+/// The naive auditor's question "what is your balance?", sent from outside the bank.
 ///
 /// A [`Receive`] handler returns nothing, so the question carries its own reply channel.
 /// Every message type of a group must be serializable (the [`actix_snapshot::Payload`]
-/// bound), because messages on channels may be recorded in a snapshot. Messages that come
-/// through an `Ingress` are never recorded — a snapshot keeps only each ingress's offset —
-/// so the reply channel, which cannot be serialized, is simply skipped by serde. (A shared
-/// `Arc<AtomicU64>` per branch would also work, but it would read memory behind the actor's
-/// back; asking through the mailbox is what a naive client of an actor system really does.)
+/// bound), because messages between nodes may be recorded in a snapshot. A message sent
+/// from outside the group (from `main`, here) is never recorded — the receiving node only
+/// counts it — so the reply channel, which cannot be serialized, is simply skipped by serde.
+/// (A shared `Arc<AtomicU64>` per branch would also work, but it would read memory behind
+/// the actor's back; asking through the mailbox is what a naive client of an actor system
+/// really does.)
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Audit {
     #[serde(skip)]
@@ -186,8 +218,13 @@ pub struct BranchState {
     pub sent: u64,
     /// Transfers received so far.
     pub received: u64,
-    /// Tokens held, waiting to be spent on a transfer (only with `--rate`).
+    /// Tokens held, waiting to be spent on a transfer (only with `--rate`, or before the
+    /// bank has opened).
     pub parked: u64,
+    /// Every branch of the bank, this one included, in branch order; empty until the bank
+    /// opens. A snapshot records each address as its node's id; a restore turns the ids
+    /// back into addresses of the rebuilt branches.
+    pub branches: Vec<NodeAddr<Branch>>,
 }
 
 impl BranchState {
@@ -198,6 +235,7 @@ impl BranchState {
             sent: 0,
             received: 0,
             parked: tokens,
+            branches: Vec::new(),
         }
     }
 }
@@ -211,39 +249,55 @@ enum Pace {
     Limited { per_tick: f64, allowance: f64 },
 }
 
-/// A bank branch: a balance, and a channel to every other branch.
+/// A bank branch: a balance, and the addresses of the other branches.
 pub struct Branch {
     state: BranchState,
-    /// One [`Out`] per other branch: the full mesh, seen from here.
-    peers: Vec<Out<Transfer>>,
+    /// This branch's own position in `state.branches` (once the bank is open).
+    me: Option<usize>,
+    /// The bank's seed; each branch mixes its node id into it.
+    seed: u64,
     rng: SmallRng,
     pace: Pace,
 }
 
 impl Branch {
-    fn new(state: BranchState, peers: Vec<Out<Transfer>>, seed: u64, pace: Pace) -> Self {
+    fn new(state: BranchState, seed: u64, pace: Pace) -> Self {
         Branch {
             state,
-            peers,
+            me: None,
+            seed,
+            // Seeded again in `on_start`, once the branch knows its node id.
             rng: SmallRng::seed_from_u64(seed),
             pace,
         }
     }
 
+    /// Finds this branch in the bank's list of branches (by node id).
+    fn find_myself(&mut self, ctx: &SnapCtx<Self>) {
+        let me = ctx.node();
+        self.me = self.state.branches.iter().position(|b| b.id() == me);
+    }
+
     /// Spends up to `n` parked tokens: each becomes a transfer of a random amount (possibly
     /// 0 when the branch is broke — the token must keep moving) to a random other branch.
+    /// Before the bank has opened the tokens stay parked.
     fn spend(&mut self, n: u64) {
+        let Some(me) = self.me else { return };
+        let others = self.state.branches.len() - 1;
         for _ in 0..n.min(self.state.parked) {
             let amount = self
                 .rng
                 .random_range(0..=self.state.balance.min(MAX_TRANSFER));
-            let to = self.rng.random_range(0..self.peers.len());
+            let mut to = self.rng.random_range(0..others);
+            if to >= me {
+                to += 1; // skip ourselves
+            }
             // Take the money out and send it in one step: no snapshot can fall in between,
-            // because a handler (or timer) runs to completion before the next marker.
+            // because a handler (or timer) runs to completion before the branch records.
             self.state.balance -= amount;
             self.state.sent += 1;
             self.state.parked -= 1;
-            self.peers[to].send(Transfer { amount });
+            self.state.branches[to].send(Transfer { amount });
         }
     }
 }
@@ -256,13 +310,16 @@ impl Snapshottable for Branch {
     }
 
     fn on_start(&mut self, ctx: &mut SnapCtx<Self>) {
+        let id = ctx.node().0;
+        self.rng = SmallRng::seed_from_u64(self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        // After a restore the branch already knows the bank; on a fresh start it learns it
+        // from `Open`.
+        self.find_myself(ctx);
         match self.pace {
-            // Put the starting tokens (or, after a restore, the parked ones) to work. A
-            // timer started through SnapCtx runs as one atomic step of the actor, so its
-            // sends are ordered with the markers like any handler's.
-            Pace::Unlimited => {
-                ctx.run_later(Duration::ZERO, |branch, _| branch.spend(u64::MAX));
-            }
+            // Put the parked tokens (after a restore) to work. `on_start` is one step of
+            // the actor, like a handler: what it sends is accounted for.
+            Pace::Unlimited => self.spend(u64::MAX),
+            // A timer started through SnapCtx also runs as one step of the actor.
             Pace::Limited { .. } => {
                 ctx.run_interval(RATE_TICK, |branch, _| {
                     if let Pace::Limited {
@@ -279,6 +336,16 @@ impl Snapshottable for Branch {
                     }
                 });
             }
+        }
+    }
+}
+
+impl Receive<Open> for Branch {
+    fn receive(&mut self, open: Open, ctx: &mut SnapCtx<Self>) {
+        self.state.branches = open.branches;
+        self.find_myself(ctx);
+        if let Pace::Unlimited = self.pace {
+            self.spend(u64::MAX);
         }
     }
 }
@@ -304,7 +371,7 @@ impl Receive<Audit> for Branch {
 }
 
 // ---------------------------------------------------------------------------------------
-// Building the group.
+// Opening the bank, and reopening it from a checkpoint.
 // ---------------------------------------------------------------------------------------
 
 /// The name of branch `i` in the group (and in snapshots).
@@ -315,57 +382,68 @@ fn branch_name(i: usize) -> String {
 /// A running bank.
 struct Bank {
     group: SnapshotGroup,
-    /// One audit line per branch, in branch order.
-    audit: Vec<Ingress<Audit>>,
+    /// Every branch, in branch order.
+    branches: Vec<NodeAddr<Branch>>,
 }
 
-/// Declares the bank's topology and starts it: fresh when `restored` is `None`, else from
-/// the snapshot (each branch from its recorded state, every recorded transfer back in its
-/// mailbox). The topology only depends on `args.branches`, so a snapshot of one run can
-/// restore another run with the same branch count.
-fn build_group(args: &Args, restored: Option<&GlobalSnapshot>) -> Result<Bank, BuildError> {
-    let n = args.branches as usize;
+/// Opens a new bank: a group on `--threads` arbiters, one node per branch (placed on the
+/// arbiters round-robin), then an [`Open`] to each branch with everyone's address.
+fn open_bank(args: &Args) -> Result<Bank, String> {
     let mut b = SnapshotGroup::builder();
     b.arbiters(args.threads());
-    let nodes: Vec<_> = (0..n).map(|i| b.node::<Branch>(branch_name(i))).collect();
-
-    // The full mesh: a FIFO channel from every branch to every other branch. `Out` ends
-    // are created now, before any actor exists, and moved into their sender's constructor.
-    let mut peers: Vec<Vec<Out<Transfer>>> = (0..n).map(|_| Vec::with_capacity(n)).collect();
-    for (i, from_peers) in peers.iter_mut().enumerate() {
-        for j in (0..n).filter(|&j| j != i) {
-            from_peers.push(b.channel(nodes[i], nodes[j]));
-        }
-    }
-
-    let audit = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, &node)| b.ingress::<Audit, _>(format!("audit-{i}"), node))
-        .collect();
-
-    let pace = match args.rate {
-        None => Pace::Unlimited,
-        Some(rate) => Pace::Limited {
-            per_tick: rate as f64 / n as f64 * RATE_TICK.as_secs_f64(),
-            allowance: 0.0,
-        },
-    };
-    let (balance, tokens) = (args.balance, args.tokens);
-    for (i, (node, peers)) in nodes.into_iter().zip(peers).enumerate() {
-        let seed = args.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        // The constructor runs on the branch's arbiter. It gets `None` on a fresh start and
-        // the recorded `BranchState` on a restore.
-        b.actor(node, move |recorded: Option<BranchState>| {
-            let state = recorded.unwrap_or_else(|| BranchState::opening(balance, tokens));
-            Branch::new(state, peers, seed, pace)
+    let group = b.start().map_err(|e| e.to_string())?;
+    let (balance, tokens, seed, pace) = (args.balance, args.tokens, args.seed, args.pace());
+    let branches = (0..args.branches as usize)
+        .map(|i| {
+            // The constructor runs on the branch's arbiter.
+            group.spawn(branch_name(i), move || {
+                Branch::new(BranchState::opening(balance, tokens), seed, pace)
+            })
+        })
+        .collect::<Result<Vec<NodeAddr<Branch>>, _>>()
+        .map_err(|e| e.to_string())?;
+    // Sent from `main`, outside any branch: an input from outside the group.
+    for branch in &branches {
+        branch.send(Open {
+            branches: branches.clone(),
         });
     }
-    let group = match restored {
-        Some(snap) => b.restore(snap)?,
-        None => b.start()?,
-    };
-    Ok(Bank { group, audit })
+    Ok(Bank { group, branches })
+}
+
+/// Reopens the bank from a checkpoint: each branch from its recorded state, every recorded
+/// transfer back in its receiver's mailbox before any branch runs.
+fn restore_bank(args: &Args, snap: &GlobalSnapshot) -> Result<Bank, String> {
+    let mut b = SnapshotGroup::builder();
+    b.arbiters(args.threads());
+    let (seed, pace) = (args.seed, args.pace());
+    // How to rebuild a `Branch` node from its recorded `BranchState` ...
+    b.restorable::<Branch>(move |state| Branch::new(state, seed, pace));
+    // ... and that recorded `Transfer`s go back to `Branch` nodes.
+    b.accepts::<Branch, Transfer>();
+    let group = b.restore(snap).map_err(|e| e.to_string())?;
+    let found = group.len();
+    if found != args.branches as usize {
+        group.shutdown();
+        return Err(format!(
+            "the checkpoint holds {found} branches, --branches says {}",
+            args.branches
+        ));
+    }
+    let branches = (0..args.branches as usize)
+        .map(|i| {
+            group
+                .addr::<Branch>(&branch_name(i))
+                .ok_or_else(|| format!("the checkpoint has no {}", branch_name(i)))
+        })
+        .collect::<Result<Vec<_>, _>>();
+    match branches {
+        Ok(branches) => Ok(Bank { group, branches }),
+        Err(e) => {
+            group.shutdown();
+            Err(e)
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -375,6 +453,8 @@ fn build_group(args: &Args, restored: Option<&GlobalSnapshot>) -> Result<Bank, B
 /// The bank's books at a snapshot's cut, added up from the snapshot alone.
 #[derive(Debug, Clone, Copy, Default)]
 struct Books {
+    /// Branches in the snapshot.
+    branches: u64,
     /// Sum of the branches' balances.
     in_branches: u64,
     /// Sum of the amounts of the recorded in-flight transfers.
@@ -392,6 +472,7 @@ impl Books {
     fn of(snap: &GlobalSnapshot) -> Result<Books, DecodeError> {
         let mut books = Books::default();
         for s in snap.states::<Branch>()? {
+            books.branches += 1;
             books.in_branches += s.balance;
             books.parked += s.parked;
             books.sent += s.sent;
@@ -408,10 +489,14 @@ impl Books {
         self.in_branches + self.in_flight
     }
 
-    /// Every invariant a consistent cut must show: no money created or lost, no token
-    /// created or lost, and every transfer sent either received or in flight.
-    fn problems(&self, initial_total: u64, total_tokens: u64) -> Vec<String> {
+    /// Every invariant a consistent cut must show: every branch is there, no money created
+    /// or lost, no token created or lost, and every transfer sent either received or in
+    /// flight.
+    fn problems(&self, branches: u32, initial_total: u64, total_tokens: u64) -> Vec<String> {
         let mut p = Vec::new();
+        if self.branches != u64::from(branches) {
+            p.push(format!("branches: {} != {branches}", self.branches));
+        }
         if self.total() != initial_total {
             p.push(format!("money: {} != {initial_total}", self.total()));
         }
@@ -433,11 +518,11 @@ impl Books {
 
 /// What the naive auditor does: ask every branch for its balance, one after another, while
 /// transfers continue, and add up the answers. `None` if a branch did not answer.
-async fn naive_total(audit: &[Ingress<Audit>]) -> Option<u64> {
+async fn naive_total(branches: &[NodeAddr<Branch>]) -> Option<u64> {
     let mut total = 0u64;
-    for line in audit {
+    for branch in branches {
         let (tx, rx) = oneshot::channel();
-        line.send(Audit { reply: Some(tx) }).ok()?;
+        branch.send(Audit { reply: Some(tx) });
         total += rx.await.ok()?;
     }
     Some(total)
@@ -498,7 +583,7 @@ struct Summary {
     snapshots: u64,
     /// Completed snapshots whose books balanced.
     consistent: u64,
-    /// Snapshot rounds that failed (timeout, stopped node).
+    /// Snapshot rounds that failed (a timeout, a branch that panicked).
     snapshot_errors: u64,
     naive_readings: u64,
     /// Naive readings whose total was not the initial total.
@@ -536,7 +621,11 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let bank = match build_group(&args, restored.as_ref()) {
+    let opened = match &restored {
+        Some(snap) => restore_bank(&args, snap),
+        None => open_bank(&args),
+    };
+    let bank = match opened {
         Ok(bank) => bank,
         Err(e) => {
             eprintln!("cannot start the bank: {e}");
@@ -633,7 +722,7 @@ async fn run(args: Args) -> ExitCode {
                 latency.saturating_record((took.as_micros() as u64).max(1));
                 match Books::of(&snap) {
                     Ok(books) => {
-                        let problems = books.problems(initial_total, total_tokens);
+                        let problems = books.problems(args.branches, initial_total, total_tokens);
                         if problems.is_empty() {
                             summary.consistent += 1;
                         }
@@ -668,7 +757,7 @@ async fn run(args: Args) -> ExitCode {
         };
 
         // The naive auditor, right after, while the transfers go on.
-        let naive = match naive_total(&bank.audit).await {
+        let naive = match naive_total(&bank.branches).await {
             Some(total) => {
                 summary.naive_readings += 1;
                 let error = total.abs_diff(initial_total);

@@ -4,9 +4,10 @@
 //!
 //! After every kill the checkpoint directory is checked independently of the library's
 //! coordinator: every file under a checkpoint name must be complete and valid (writes are
-//! atomic), and the newest one must hold all branches and all channels, with the money and
-//! the tokens of the bank conserved — added up here from the raw MessagePack states and
-//! in-flight transfers, without the example's types. Every restarted run must say it
+//! atomic), and every one must hold all branches, each knowing the address of every branch
+//! (recorded as node ids), with the money and the tokens of the bank conserved — added up
+//! here from the raw MessagePack states and in-flight transfers, without the example's
+//! types. Every restarted run must say it
 //! restored the checkpoint found here, and its own auditor must never see a wrong total.
 //!
 //! `CRASH_ITERATIONS` (default 20) sets the number of kills, `CRASH_SEED` the random seed.
@@ -17,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actix_snapshot::checkpoint::{CheckpointStore, FsStore, TEMP_PREFIX, parse_file_name};
-use actix_snapshot::{DecodeError, GlobalSnapshot};
+use actix_snapshot::{DecodeError, GlobalSnapshot, NodeId};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
@@ -33,6 +34,8 @@ struct BranchState {
     sent: u64,
     received: u64,
     parked: u64,
+    /// The addresses of every branch, recorded as node ids.
+    branches: Vec<u64>,
 }
 
 /// A transfer in flight.
@@ -95,35 +98,39 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> T {
     rmp_serde::from_slice(bytes).unwrap_or_else(|e| panic!("{what} does not decode: {e}"))
 }
 
-/// Checks one checkpoint on its own: complete topology, money, tokens and transfers
-/// conserved.
+/// Checks one checkpoint on its own: every branch there and knowing every other one; money,
+/// tokens and transfers conserved.
 fn check_checkpoint(snap: &GlobalSnapshot, path: &Path) {
+    let at = path.display();
     let n = BRANCHES as usize;
-    assert_eq!(snap.nodes.len(), n, "{}: all branches", path.display());
-    assert_eq!(
-        snap.channels.len(),
-        n * (n - 1),
-        "{}: full mesh",
-        path.display()
-    );
+    assert_eq!(snap.nodes.len(), n, "{at}: all branches");
+    let ids: Vec<u64> = (0..BRANCHES).collect();
     let (mut money, mut parked, mut sent, mut received) = (0u64, 0u64, 0u64, 0u64);
     for (i, node) in snap.nodes.iter().enumerate() {
-        assert_eq!(node.name, format!("branch-{i}"));
+        assert_eq!(node.name, format!("branch-{i}"), "{at}");
+        assert_eq!(node.id, NodeId(i as u64), "{at}: {}", node.name);
+        assert_eq!(node.actor_type, "Branch", "{at}");
         let s: BranchState = decode(&node.state, &node.name);
+        assert_eq!(s.branches, ids, "{at}: {} knows every branch", node.name);
         money += s.balance;
         parked += s.parked;
         sent += s.sent;
         received += s.received;
     }
     let mut in_flight = 0u64;
-    for ch in &snap.channels {
-        assert!(ch.message_type.ends_with("Transfer"), "{}", ch.message_type);
-        for m in &ch.messages {
+    for p in &snap.paths {
+        assert_eq!(p.message_type, "Transfer", "{at}");
+        assert!(
+            p.from != p.to && p.from.0 < BRANCHES && p.to.0 < BRANCHES,
+            "{at}: transfers from {} to {}",
+            p.from,
+            p.to
+        );
+        for m in &p.messages {
             money += decode::<Transfer>(m, "transfer").amount;
             in_flight += 1;
         }
     }
-    let at = path.display();
     assert_eq!(money, BRANCHES * BALANCE, "{at}: money conserved");
     assert_eq!(
         parked + in_flight,
