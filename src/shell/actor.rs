@@ -201,7 +201,7 @@ impl<'a, A: Snapshottable> SnapCtx<'a, A> {
 }
 
 /// The address of a node of a group: send it messages from anywhere, clone it, put it in
-/// messages and states. See the [module docs](self) for how a send counts.
+/// messages and states. See [`envelope`](crate::shell::envelope) for how a send counts.
 ///
 /// In a snapshot an address is recorded as the node's id; it is resolved again when the group
 /// is restored.

@@ -12,12 +12,12 @@
 //!
 //! Each module uses only those above it in this table.
 
-mod actor;
-mod builder;
-mod envelope;
-mod group;
-mod handles;
-mod runtime;
+pub mod actor;
+pub mod builder;
+pub mod envelope;
+pub mod group;
+pub mod handles;
+pub mod runtime;
 
 pub use actor::{NodeActor, NodeAddr, Payload, Receive, SnapCtx, Snapshottable};
 pub use builder::{GroupBuilder, NodeRef};

@@ -6,6 +6,23 @@
 //! thread, in the order the node emitted them — the order the protocol asks for. A child's
 //! registration happens inside its parent's handler, so it precedes every later note of the
 //! parent.
+//!
+//! What users see of it: [`SnapshotOptions`] and [`SnapshotStats`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use actix_snapshot::{SnapshotGroup, SnapshotOptions};
+//!
+//! # #[actix::main] async fn main() {
+//! let group = SnapshotGroup::new().unwrap();
+//! let quick = SnapshotOptions::default().timeout(Duration::from_millis(500));
+//! let snap = group.snapshot_with(quick).await.unwrap();    // an empty group: no node to wait for
+//! assert!(snap.nodes.is_empty());
+//! let stats = group.stats();
+//! assert_eq!((stats.started, stats.completed, stats.in_progress), (1, 1, 0));
+//! group.shutdown();
+//! # }
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,7 +76,7 @@ impl actix::Message for Control {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotOptions {
     /// How long a round may take before it fails with
-    /// [`SnapshotError::Timeout`](crate::SnapshotError::Timeout).
+    /// [`SnapshotError::Timeout`].
     pub timeout: Duration,
 }
 
