@@ -162,6 +162,23 @@ pub enum SnapshotError {
         /// How many too many.
         excess: i64,
     },
+    /// `receiver` got a message that `sender` sent before its cut of the round, but `receiver`
+    /// was born after that cut (a child spawned after its parent recorded the round): `sender`
+    /// had its address from outside the group's messages (a shared map,
+    /// [`SnapshotGroup::addr`](crate::SnapshotGroup::addr) inside a handler). Such a message
+    /// belongs nowhere in the cut, so the round fails instead of being silently wrong; pass
+    /// addresses in messages to keep rounds whole.
+    #[error(
+        "snapshot round {round} failed: {receiver:?} got a message that {sender:?} sent before its cut, but was not part of the round (its address reached {sender:?} outside the group's messages)"
+    )]
+    UntrackedAddress {
+        /// The round.
+        round: RoundId,
+        /// The node that got the message.
+        receiver: String,
+        /// The node that sent it.
+        sender: String,
+    },
     /// The round was aborted.
     #[error("snapshot round {round} was aborted")]
     Aborted {

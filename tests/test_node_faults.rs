@@ -326,3 +326,58 @@ async fn a_timeout_reports_the_rounds_own_deadline() {
     }
     group.shutdown();
 }
+
+#[derive(Serialize, Deserialize)]
+struct SendToKid;
+struct Leaker {
+    group: SnapshotGroup,
+}
+impl Snapshottable for Leaker {
+    type State = ();
+    fn snapshot_state(&self) {}
+}
+impl Receive<SendToKid> for Leaker {
+    fn receive(&mut self, _: SendToKid, _ctx: &mut SnapCtx<Self>) {
+        // The kid's address comes from the group's registry, not from a message.
+        if let Some(kid) = self.group.addr::<D>("kid") {
+            kid.send(BMsg::Ping);
+        }
+    }
+}
+impl Receive<Nap> for Leaker {
+    fn receive(&mut self, _: Nap, _ctx: &mut SnapCtx<Self>) {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[actix::test]
+async fn a_message_through_an_address_from_outside_the_groups_messages_fails_the_round() {
+    let mut b = SnapshotGroup::builder();
+    b.arbiters(2);
+    let group = b.start().unwrap();
+    let p = group.spawn_on(0, "p", || Parent { err: None }).unwrap();
+    let g = group.clone();
+    let a = group.spawn_on(1, "a", move || Leaker { group: g }).unwrap();
+    actix_rt::time::sleep(Duration::from_millis(20)).await;
+    a.send(Nap); // a is busy: it records the round late
+    a.send(SendToKid); // ... and before that, sends to the kid
+    let g = group.clone();
+    let round = actix_rt::spawn(async move {
+        g.snapshot_with(SnapshotOptions::default().timeout(Duration::from_secs(5)))
+            .await
+    });
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    p.send(SpawnGood); // p recorded the round already: the kid is not in it
+    match round.await.unwrap() {
+        Err(SnapshotError::UntrackedAddress {
+            receiver, sender, ..
+        }) => {
+            assert_eq!((receiver.as_str(), sender.as_str()), ("kid", "a"));
+        }
+        other => panic!("the round must not complete without the kid's message: {other:?}"),
+    }
+    // Later rounds are whole again.
+    let snap = group.snapshot_with(quick()).await.expect("next round");
+    assert!(snap.node("kid").is_ok());
+    group.shutdown();
+}

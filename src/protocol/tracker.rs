@@ -87,6 +87,16 @@ pub enum RoundFailure {
     },
     /// [`RoundTracker::handle_abort`] was called.
     Aborted,
+    /// `receiver` got a message that `sender` sent before its cut of the round, but `receiver`
+    /// is not a member of the round (it was born after its parent's cut): `sender` must have
+    /// learned its address outside the group's messages (a shared map, the group's registry).
+    /// The message belongs nowhere in the cut, so the round cannot be trusted.
+    UntrackedAddress {
+        /// The node that got the message.
+        receiver: NodeId,
+        /// The node that sent it.
+        sender: NodeId,
+    },
 }
 
 /// Why a round cannot start.
@@ -380,7 +390,20 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
             .filter(|&r| r <= late.joined || r <= late.epoch || !late.alive)
             .collect();
         for r in rounds {
-            let member_copy = r > late.joined && r <= late.epoch;
+            if r <= late.joined {
+                // Sent before the sender's cut to a node that is not a member: only an address
+                // that travelled outside the group's messages can do that (an address sent in
+                // a message carries a color that moves the receiver past the child's birth).
+                self.fail(
+                    r,
+                    RoundFailure::UntrackedAddress {
+                        receiver,
+                        sender: late.from,
+                    },
+                );
+                continue;
+            }
+            let member_copy = r <= late.epoch;
             if member_copy {
                 match &late.payload {
                     Some(Ok(p)) => {
@@ -896,6 +919,45 @@ mod tests {
         na.handle_start(r, || Ok("a"));
         flush(&mut t, a, &mut na);
         assert!(completed(&mut t).is_empty(), "b owes a record");
+    }
+
+    #[test]
+    fn a_message_to_a_child_through_a_leaked_address_fails_the_round() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        let (a, p) = (NodeId(0), NodeId(1));
+        let mut na = Core::new(t.register_outside(a).unwrap());
+        let mut np = Core::new(t.register_outside(p).unwrap());
+        let r = t.handle_start(t0(), SEC).unwrap();
+        np.handle_start(r, || Ok("p"));
+        flush(&mut t, p, &mut np);
+        // p spawns c after its cut: c is not in r.
+        let c = NodeId(2);
+        let mut nc = Core::new(t.register_child(c, np.color()).unwrap());
+        outputs(&mut t);
+        // a, before its cut, sends to c (an address it could only have from outside).
+        let color = na.color();
+        na.handle_sent(1);
+        na.handle_start(r, || Ok("a"));
+        flush(&mut t, a, &mut na);
+        nc.handle_message(color, a, || Ok(9), || Ok("-"));
+        flush(&mut t, c, &mut nc);
+        assert_eq!(
+            failures(&mut t),
+            vec![(
+                r,
+                RoundFailure::UntrackedAddress {
+                    receiver: c,
+                    sender: a
+                }
+            )]
+        );
+        // The next round is whole.
+        let r2 = t.handle_start(t0(), SEC).unwrap();
+        for (id, n) in [(a, &mut na), (p, &mut np), (c, &mut nc)] {
+            n.handle_start(r2, || Ok("x"));
+            flush(&mut t, id, n);
+        }
+        assert_eq!(completed(&mut t)[0].records.len(), 3);
     }
 
     #[test]

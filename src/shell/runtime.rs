@@ -543,6 +543,13 @@ impl Shared {
                             SnapshotError::Unbalanced { round, excess }
                         }
                         RoundFailure::Aborted => SnapshotError::Aborted { round },
+                        RoundFailure::UntrackedAddress { receiver, sender } => {
+                            SnapshotError::UntrackedAddress {
+                                round,
+                                receiver: name(receiver),
+                                sender: name(sender),
+                            }
+                        }
                     };
                     if !matches!(error, SnapshotError::Timeout { .. }) {
                         st.stats.failed += 1;
