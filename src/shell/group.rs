@@ -42,7 +42,7 @@ use std::time::Instant;
 use crate::error::{SnapshotError, SpawnError};
 use crate::protocol::NodeId;
 use crate::shell::actor::NodeAddr;
-use crate::shell::actor::{Payload, Placement, Receive, Snapshottable, launch};
+use crate::shell::actor::{Ctor, Payload, Placement, Receive, Snapshottable, launch};
 use crate::shell::envelope::stamp_for;
 use crate::shell::handles::Ingress;
 use crate::shell::runtime::{IngressInfo, Join, Shared, SnapshotOptions, SnapshotStats};
@@ -103,22 +103,22 @@ impl SnapshotGroup {
         name: impl Into<String>,
         ctor: impl FnOnce() -> A + Send + 'static,
     ) -> Result<NodeAddr<A>, SpawnError> {
-        launch(
-            self.shared(),
-            Arc::from(name.into()),
-            self.join(),
-            Box::new(ctor),
-            Placement::Group(None),
-        )
+        self.spawn_placed(Placement::Group(None), name.into(), Box::new(ctor))
     }
 
-    /// How a node spawned here and now joins: as a child when this runs inside a step of one
-    /// of the group's nodes, from outside otherwise.
-    fn join(&self) -> Join {
-        match stamp_for(self.shared().uid) {
+    /// Spawns a node here and now: as a child when this runs inside a step of one of the
+    /// group's nodes, from outside otherwise.
+    fn spawn_placed<A: Snapshottable>(
+        &self,
+        placement: Placement,
+        name: String,
+        ctor: Ctor<A>,
+    ) -> Result<NodeAddr<A>, SpawnError> {
+        let join = match stamp_for(self.shared().uid) {
             Some(stamp) => Join::Child(stamp.color),
             None => Join::Outside(None),
-        }
+        };
+        launch(self.shared(), Arc::from(name), join, ctor, placement)
     }
 
     /// [`spawn`](Self::spawn) on the group's arbiter number `arbiter` (modulo their count).
@@ -128,13 +128,7 @@ impl SnapshotGroup {
         name: impl Into<String>,
         ctor: impl FnOnce() -> A + Send + 'static,
     ) -> Result<NodeAddr<A>, SpawnError> {
-        launch(
-            self.shared(),
-            Arc::from(name.into()),
-            self.join(),
-            Box::new(ctor),
-            Placement::Group(Some(arbiter)),
-        )
+        self.spawn_placed(Placement::Group(Some(arbiter)), name.into(), Box::new(ctor))
     }
 
     /// A named source of `M` messages from outside the group into node `to`; snapshots
