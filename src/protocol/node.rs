@@ -207,9 +207,12 @@ impl<S, P> NodeCore<S, P> {
     }
 
     /// The tracker asks this node to record round `r`. Ignored when the node already recorded
-    /// `r` (a message of color `r` or higher came first) or is a tombstone.
+    /// `r` (a message of color `r` or higher came first), when `r` is known to be finished
+    /// already (it timed out while the start waited behind a busy node: the node's next record
+    /// covers it with every other round it skipped, instead of one record per aborted round),
+    /// or on a tombstone.
     pub fn handle_start(&mut self, r: RoundId, state: impl FnOnce() -> Result<S, String>) {
-        if self.life == Life::Alive && r > self.epoch {
+        if self.life == Life::Alive && r > self.epoch && r > self.closed_through {
             self.record(r, state);
         }
     }
@@ -370,6 +373,19 @@ mod tests {
         n.handle_start(4, no_state);
         assert!(n.poll().is_none());
         assert_eq!(n.color(), 6);
+    }
+
+    #[test]
+    fn the_start_of_a_finished_round_records_nothing() {
+        let mut n = Core::new(0);
+        n.handle_closed_through(5);
+        n.handle_start(5, no_state);
+        assert!(n.poll().is_none());
+        n.handle_start(6, || Ok("s"));
+        match n.poll() {
+            Some(NodeOutput::Record(r)) => assert_eq!((r.first, r.last), (1, 6)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

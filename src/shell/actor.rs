@@ -564,13 +564,9 @@ impl<A: Snapshottable> Handler<Control> for NodeActor<A> {
     fn handle(&mut self, c: Control, ctx: &mut Context<Self>) {
         match c {
             Control::Start(r) => {
-                // A round that finished while its start waited in this mailbox (it timed out
-                // while the node was busy) needs no record: the node's next record covers
-                // it along with every other round it skipped. Without this, a node that was
-                // stuck during N aborted rounds records N times when it wakes up.
-                if r <= self.shared.closed.load(Ordering::Relaxed) {
-                    return;
-                }
+                // Rounds that finished while this start waited (a busy node) need no record.
+                self.core
+                    .handle_closed_through(self.shared.closed.load(Ordering::Relaxed));
                 let (actor, meta) = (self.actor.as_ref(), &self.meta);
                 self.core.handle_start(r, || record(actor, meta));
                 self.flush(None);
