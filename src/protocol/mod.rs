@@ -43,8 +43,8 @@
 //! // Both nodes record; `b` has not received the message yet.
 //! for (id, node, state) in [(a, &mut na, "a"), (b, &mut nb, "b")] {
 //!     node.handle_start(r, || Ok(state));
-//!     while let Some(NodeOutput::Record(rec)) = node.poll() {
-//!         tracker.handle_record(id, rec);
+//!     while let Some(note) = node.poll() {
+//!         tracker.handle_note(id, note);
 //!     }
 //! }
 //! assert!(tracker.poll().is_none(), "one message is still unaccounted for");
@@ -52,8 +52,9 @@
 //! // The message arrives after b's cut: it was in flight, and its copy completes the round.
 //! let deliver = nb.handle_message(color, a, || Ok(42), || Ok("unused"));
 //! assert!(deliver);
-//! while let Some(NodeOutput::Late(late)) = nb.poll() {
-//!     tracker.handle_late(b, late);
+//! while let Some(note) = nb.poll() {
+//!     assert!(matches!(note, NodeOutput::Late(_)));
+//!     tracker.handle_note(b, note);
 //! }
 //! match tracker.poll() {
 //!     Some(TrackerOutput::Completed(snap)) => {

@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::node::{Late, Record};
+use super::node::{Late, NodeOutput, Record};
 use super::{NodeId, RoundId};
 
 /// Settings of a [`RoundTracker`].
@@ -376,6 +376,26 @@ impl<S: Clone, P: Clone> RoundTracker<S, P> {
         }
     }
 
+    /// One output of node `node`'s [`NodeCore`](super::NodeCore), in the order it was polled:
+    /// the usual way to connect the two machines (it calls the matching `handle_*` below).
+    pub fn handle_note(&mut self, node: NodeId, note: NodeOutput<S, P>) {
+        match note {
+            NodeOutput::Record(r) => self.handle_record(node, r),
+            NodeOutput::Late(l) => self.handle_late(node, l),
+            NodeOutput::Left {
+                epoch,
+                sent,
+                received,
+            } => self.handle_left(node, epoch, sent, received),
+            NodeOutput::Panicked {
+                epoch,
+                sent,
+                received,
+                reason,
+            } => self.handle_panicked(node, epoch, sent, received, reason),
+        }
+    }
+
     /// Node `receiver` reports a message that arrived late, or at its tombstone.
     pub fn handle_late(&mut self, receiver: NodeId, late: Late<P>) {
         if !late.alive {
@@ -615,21 +635,7 @@ mod tests {
     /// Feeds every output of `node` to the tracker.
     fn flush(t: &mut Tracker, id: NodeId, node: &mut Core) {
         while let Some(o) = node.poll() {
-            match o {
-                NodeOutput::Record(r) => t.handle_record(id, r),
-                NodeOutput::Late(l) => t.handle_late(id, l),
-                NodeOutput::Left {
-                    epoch,
-                    sent,
-                    received,
-                } => t.handle_left(id, epoch, sent, received),
-                NodeOutput::Panicked {
-                    epoch,
-                    sent,
-                    received,
-                    reason,
-                } => t.handle_panicked(id, epoch, sent, received, reason),
-            }
+            t.handle_note(id, o);
         }
     }
 

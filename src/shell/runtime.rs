@@ -360,28 +360,10 @@ impl Shared {
         let mut st = self.lock();
         let mut gone = None;
         while let Some(note) = next() {
-            match note {
-                NodeOutput::Record(r) => st.tracker.handle_record(id, r),
-                NodeOutput::Late(l) => st.tracker.handle_late(id, l),
-                NodeOutput::Left {
-                    epoch,
-                    sent,
-                    received,
-                } => {
-                    st.tracker.handle_left(id, epoch, sent, received);
-                    gone = Some(epoch);
-                }
-                NodeOutput::Panicked {
-                    epoch,
-                    sent,
-                    received,
-                    reason,
-                } => {
-                    st.tracker
-                        .handle_panicked(id, epoch, sent, received, reason);
-                    gone = Some(epoch);
-                }
+            if let NodeOutput::Left { epoch, .. } | NodeOutput::Panicked { epoch, .. } = &note {
+                gone = Some(*epoch);
             }
+            st.tracker.handle_note(id, note);
         }
         let finished = self.process(&mut st);
         if let Some(epoch) = gone {

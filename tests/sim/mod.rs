@@ -1062,28 +1062,10 @@ impl World {
             .notes
             .pop_front()
             .expect("enabled note");
-        match note {
-            NodeOutput::Record(rec) => self.tracker.handle_record(id, rec),
-            NodeOutput::Late(late) => self.tracker.handle_late(id, late),
-            NodeOutput::Left {
-                epoch,
-                sent,
-                received,
-            } => {
-                self.nodes[i as usize].ghost.gone_noted = true;
-                self.tracker.handle_left(id, epoch, sent, received);
-            }
-            NodeOutput::Panicked {
-                epoch,
-                sent,
-                received,
-                reason,
-            } => {
-                self.nodes[i as usize].ghost.gone_noted = true;
-                self.tracker
-                    .handle_panicked(id, epoch, sent, received, reason);
-            }
+        if matches!(note, NodeOutput::Left { .. } | NodeOutput::Panicked { .. }) {
+            self.nodes[i as usize].ghost.gone_noted = true;
         }
+        self.tracker.handle_note(id, note);
         self.process();
     }
 
