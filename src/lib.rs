@@ -123,7 +123,23 @@ pub use error::{BuildError, DecodeError, SnapshotError, SpawnError};
 pub use monitor::{Monitor, MonitorEvent, Violation, ViolationReport};
 pub use protocol::NodeId;
 pub use shell::{
-    Envelope, GroupBuilder, Ingress, IngressClosed, NodeActor, NodeAddr, NodeRecipient, NodeRef,
-    Out, Payload, Receive, SnapCtx, SnapshotGroup, SnapshotOptions, SnapshotStats, Snapshottable,
+    Envelope, GroupBuilder, Ingress, IngressClosed, Messages, NodeAddr, NodeContext, NodeMessage,
+    NodeRecipient, NodeRef, Out, Payload, Request, RequestActFuture, RequestError, SnapshotGroup,
+    SnapshotOptions, SnapshotStats, Snapshottable,
 };
+
+/// `#[derive(Snapshot)]`: makes an actix actor a node of a snapshot group. See
+/// [`actix_snapshot_derive`] for its attributes.
+pub use actix_snapshot_derive::Snapshot;
+
+// Lets the derive's `::actix_snapshot::..` paths resolve inside this crate too.
+extern crate self as actix_snapshot;
+
+/// What `#[derive(Snapshot)]` expands to uses these; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::shell::actor::{control, deliver};
+    pub use crate::shell::actor::Messages;
+    pub use crate::shell::runtime::Control;
+}
 pub use snapshot::GlobalSnapshot;

@@ -7,6 +7,7 @@
 //! |-----------------------------------------|-----------------------------------------------------|
 //! | [`NodeCore::handle_start`]              | the tracker asks this node to record round `r`      |
 //! | [`NodeCore::handle_message`]            | a message of color `c` from another node arrived    |
+//! | [`NodeCore::handle_catch_up`]           | record up to `c` before receiving a message of color `c` |
 //! | [`NodeCore::handle_sent`]               | a handler sent `n` messages to other nodes          |
 //! | [`NodeCore::handle_ingress`]            | a message from outside the group arrived            |
 //! | [`NodeCore::handle_stop`]               | the node stops: it becomes a tombstone              |
@@ -232,9 +233,7 @@ impl<S, P> NodeCore<S, P> {
         state: impl FnOnce() -> Result<S, String>,
     ) -> bool {
         let alive = self.life == Life::Alive;
-        if alive && color > self.epoch {
-            self.record(color, state);
-        }
+        self.handle_catch_up(color, state);
         // A live node reports only what some open round may still need; a tombstone reports
         // everything, because what it drops also counts in rounds not started yet.
         if color < self.epoch && self.epoch > self.closed_through || !alive {
@@ -252,6 +251,16 @@ impl<S, P> NodeCore<S, P> {
         }
         self.received = self.received.wrapping_add(1);
         alive
+    }
+
+    /// A message of color `color` is about to be received where the node's state cannot be
+    /// recorded (a reply awaited in a future): the node records every round up to `color`
+    /// now, as [`handle_message`](Self::handle_message) would before delivering it. The
+    /// message itself is then received with `handle_message`, which finds nothing to record.
+    pub fn handle_catch_up(&mut self, color: RoundId, state: impl FnOnce() -> Result<S, String>) {
+        if self.life == Life::Alive && color > self.epoch {
+            self.record(color, state);
+        }
     }
 
     /// A handler of this node sent `n` messages to other nodes, each stamped with

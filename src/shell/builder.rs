@@ -65,17 +65,21 @@ use std::sync::{Arc, mpsc};
 use actix::{Arbiter, ArbiterHandle};
 
 use crate::error::{BuildError, DecodeError, SpawnError};
-use crate::protocol::{NodeCore, NodeId, RoundId, RoundTracker};
+use crate::protocol::{NodeCore, NodeId, RoundTracker};
+use actix::Handler;
+
 use crate::shell::actor::{
-    Ctor, NodeActor, Payload, Placement, Prepared, Receive, Snapshottable, StartReport, start_node,
+    Ctor, Messages, Placement, Prepared, Replay, Snapshottable, StartReport, replay, start_node,
 };
-use crate::shell::envelope::{Envelope, Kind, Resolved, with_resolver};
+use crate::shell::envelope::{
+    Envelope, NodeMessage, REPLY_TAG, Resolved, message_tag, with_resolver,
+};
 use crate::shell::group::SnapshotGroup;
 use crate::shell::handles::{Ingress, Out};
 use crate::shell::runtime::{
     IngressInfo, Join, NodeHandle, Place, Rec, RecMsg, Shared, SnapshotOptions,
 };
-use crate::snapshot::{GlobalSnapshot, NodeSnapshot, short_type_name};
+use crate::snapshot::{GlobalSnapshot, NodeSnapshot};
 
 static GROUP_UIDS: AtomicU64 = AtomicU64::new(1 << 32);
 
@@ -243,26 +247,6 @@ impl<A: Snapshottable> AnyNode for TypedNode<A> {
 
 /// Decodes one recorded message and puts it into a node's mailbox (type-erased: the node's
 /// `Addr<NodeActor<A>>` comes as `&dyn Any`).
-type Replay =
-    Arc<dyn Fn(&dyn Any, NodeId, RoundId, &[u8]) -> Result<Box<dyn FnOnce()>, DecodeError>>;
-
-fn replay<A: Receive<M>, M: Payload>() -> Replay {
-    Arc::new(|addr, from, color, bytes| {
-        let msg: M = rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Value {
-            what: format!("in-flight message from node {from}"),
-            ty: std::any::type_name::<M>().to_string(),
-            reason: e.to_string(),
-        })?;
-        let addr = addr
-            .downcast_ref::<actix::Addr<NodeActor<A>>>()
-            .ok_or_else(|| DecodeError::Body("in-flight message to a node of another type".into()))?
-            .clone();
-        Ok(Box::new(move || {
-            addr.do_send(Envelope(Kind::Node { from, color, msg }));
-        }))
-    })
-}
-
 type MakeNode = Arc<dyn Fn(NodeId, u64, Arc<str>) -> Box<dyn AnyNode>>;
 
 struct IngressDecl {
@@ -345,6 +329,7 @@ impl GroupBuilder {
     }
 
     fn declare<A: Snapshottable>(&mut self, name: String, arbiter: Option<usize>) -> NodeRef<A> {
+        self.accepts_declared::<A>();
         let id = NodeId(self.nodes.len() as u64);
         let name: Arc<str> = Arc::from(name);
         if !self.names.insert(Arc::clone(&name)) {
@@ -378,7 +363,7 @@ impl GroupBuilder {
 
     /// A typed link from `from` to `to` carrying `M`: an [`Out<M>`] to move into `from`'s
     /// actor. Also lets a restore put `M` messages back into `to`'s mailbox.
-    pub fn channel<M: Payload, A: Snapshottable, B: Receive<M>>(
+    pub fn channel<M: NodeMessage, A: Snapshottable, B: Snapshottable + Handler<Envelope<M>>>(
         &mut self,
         from: NodeRef<A>,
         to: NodeRef<B>,
@@ -399,7 +384,7 @@ impl GroupBuilder {
     }
 
     /// A named source of `M` messages from outside the group into `to` (see [`Ingress`]).
-    pub fn ingress<M: Payload, B: Receive<M>>(
+    pub fn ingress<M: NodeMessage, B: Snapshottable + Handler<Envelope<M>>>(
         &mut self,
         name: impl Into<String>,
         to: NodeRef<B>,
@@ -419,7 +404,7 @@ impl GroupBuilder {
             info: IngressInfo {
                 name,
                 to: to.id,
-                message_type: short_type_name(std::any::type_name::<M>()),
+                message_type: message_tag::<M>(),
             },
             set_next: Box::new(move |n| handle.set_next(n)),
         });
@@ -465,17 +450,25 @@ impl GroupBuilder {
             }) as Box<dyn AnyNode>
         });
         self.restorable.insert(A::type_tag(), make);
+        self.accepts_declared::<A>();
         self
     }
 
     /// Lets a restore put messages of type `M` in flight to nodes of type `A` back into their
     /// mailboxes. Declared links ([`channel`](Self::channel)) do this on their own.
-    pub fn accepts<A: Receive<M>, M: Payload>(&mut self) -> &mut Self {
-        self.replays.insert(
-            (A::type_tag(), short_type_name(std::any::type_name::<M>())),
-            replay::<A, M>(),
-        );
+    pub fn accepts<A: Snapshottable + Handler<Envelope<M>>, M: NodeMessage>(
+        &mut self,
+    ) -> &mut Self {
+        self.replays
+            .insert((A::type_tag(), message_tag::<M>()), replay::<A, M>());
         self
+    }
+
+    /// Registers the message types `A` declares (`#[snapshot(messages(..))]`), for replays.
+    fn accepts_declared<A: Snapshottable>(&mut self) {
+        for (tag, replay) in Messages::<A>::of().replays {
+            self.replays.entry((A::type_tag(), tag)).or_insert(replay);
+        }
     }
 
     fn check(&mut self) -> Result<(), BuildError> {
@@ -604,6 +597,10 @@ impl GroupBuilder {
             }
             let mut pushes: Vec<Box<dyn FnOnce()>> = Vec::new();
             for path in &snapshot.paths {
+                if path.message_type == REPLY_TAG {
+                    // A reply in flight: the future that waited for it is gone.
+                    continue;
+                }
                 let (addr, tag) = addrs.get(&path.to).ok_or_else(|| {
                     BuildError::TopologyMismatch(format!(
                         "in-flight messages to node {}, which is not in the snapshot",
@@ -619,7 +616,14 @@ impl GroupBuilder {
                         ))
                     })?;
                 for m in &path.messages {
-                    pushes.push(replay(addr.as_ref(), path.from, snapshot.id, m)?);
+                    pushes.push(replay(
+                        addr.as_ref(),
+                        path.from,
+                        snapshot.id,
+                        path.to,
+                        self.uid,
+                        m,
+                    )?);
                 }
             }
             Ok(pushes)
@@ -635,7 +639,7 @@ impl GroupBuilder {
                     .push((source as u32, rec.offset));
             }
         }
-        let in_flight = snapshot.in_flight_count() as u64;
+        let in_flight = pushes.len() as u64;
         let tracker = RoundTracker::restored(
             Shared::tracker_config(self.max_concurrent),
             snapshot.id,
@@ -689,6 +693,7 @@ impl GroupBuilder {
             home,
             arbiters,
         ));
+        shared.publish();
         let group = SnapshotGroup::from_shared(Arc::clone(&shared));
         {
             let mut st = shared.lock();

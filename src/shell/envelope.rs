@@ -10,22 +10,27 @@
 //! decides how a send counts is *where* it runs.
 //!
 //! ```
-//! // A message sent from outside any handler is an input from outside the group.
-//! use actix_snapshot::{Receive, SnapCtx, SnapshotGroup, Snapshottable};
+//! // A message sent from outside any node is an input from outside the group.
+//! use actix::prelude::*;
+//! use actix_snapshot::{Snapshot, SnapshotGroup};
 //!
+//! #[derive(Message, serde::Serialize, serde::Deserialize)]
+//! #[rtype(result = "()")]
+//! struct Add(u32);
+//!
+//! #[derive(Snapshot)]
+//! #[snapshot(state = seen, messages(Add))]
 //! struct Echo { seen: u32 }
-//! impl Snapshottable for Echo {
-//!     type State = u32;
-//!     fn snapshot_state(&self) -> u32 { self.seen }
-//! }
-//! impl Receive<u32> for Echo {
-//!     fn receive(&mut self, n: u32, _ctx: &mut SnapCtx<Self>) { self.seen += n; }
+//! impl Actor for Echo { type Context = Context<Self>; }
+//! impl Handler<Add> for Echo {
+//!     type Result = ();
+//!     fn handle(&mut self, n: Add, _ctx: &mut Context<Self>) { self.seen += n.0; }
 //! }
 //!
 //! # #[actix::main] async fn main() {
 //! let group = SnapshotGroup::new().unwrap();
 //! let echo = group.spawn("echo", || Echo { seen: 0 }).unwrap();
-//! echo.send(5);
+//! echo.do_send(Add(5));
 //! let snap = group.snapshot().await.unwrap();
 //! assert_eq!(snap.state::<Echo>("echo").unwrap(), 5);
 //! assert_eq!(snap.node("echo").unwrap().external, 1);
@@ -36,10 +41,15 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use actix::dev::OneshotSender;
+
 use crate::protocol::{NodeId, RoundId};
+use crate::shell::runtime::{Absorbed, Control, RecMsg, dropped};
+use crate::snapshot::short_type_name;
 
 /// Who is sending, while a node's handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,24 +64,35 @@ thread_local! {
     static SENT: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Runs `f` with `stamp` as the current sender; returns its result and how many node-to-node
-/// messages it sent. Restores the previous stamp afterwards, also when `f` unwinds.
-pub(crate) fn with_stamp<R>(stamp: Stamp, f: impl FnOnce() -> R) -> (R, u64) {
-    struct Restore(Option<Stamp>, u64);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            STAMP.with(|s| s.set(self.0));
-            SENT.with(|s| s.set(self.1));
-        }
-    }
-    let prev = Restore(
-        STAMP.with(|s| s.replace(Some(stamp))),
+/// Makes `stamp` the current sender; returns what it replaced (for [`restore_stamp`]).
+pub(crate) fn set_stamp(stamp: Option<Stamp>) -> (Option<Stamp>, u64) {
+    (
+        STAMP.with(|s| s.replace(stamp)),
         SENT.with(|s| s.replace(0)),
-    );
-    let out = f();
-    let sent = SENT.with(|s| s.get());
-    drop(prev);
-    (out, sent)
+    )
+}
+
+/// Puts back what [`set_stamp`] replaced; returns the sends counted meanwhile.
+pub(crate) fn restore_stamp(prev: (Option<Stamp>, u64)) -> u64 {
+    STAMP.with(|s| s.set(prev.0));
+    SENT.with(|s| s.replace(prev.1))
+}
+
+/// The sends counted since the last call (or since the stamp was set).
+#[inline]
+pub(crate) fn take_sent() -> u64 {
+    SENT.with(|s| s.replace(0))
+}
+
+/// The current stamp's color changed (its node recorded).
+#[inline]
+pub(crate) fn recolor(color: RoundId) {
+    STAMP.with(|s| {
+        if let Some(mut st) = s.get() {
+            st.color = color;
+            s.set(Some(st));
+        }
+    });
 }
 
 /// The stamp for a send to a node of `group` now: `Some` inside a handler of that group.
@@ -85,25 +106,145 @@ pub(crate) fn count_send() {
     SENT.with(|s| s.set(s.get() + 1));
 }
 
+/// The message types a group carries: an actix [`Message`](actix::Message) whose value and
+/// result can be recorded (MessagePack through serde) and sent between threads. Implemented
+/// for every type that fits.
+pub trait NodeMessage: actix::Message<Result: Payload> + Payload {}
+impl<M> NodeMessage for M where M: actix::Message<Result: Payload> + Payload {}
+
+/// What can be recorded in a snapshot: encoded with MessagePack when recorded in flight,
+/// decoded for typed views and restores. Implemented for every type that fits.
+pub trait Payload: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Payload for T {}
+
+/// The tag under which a reply in flight is recorded. Replies are not replayed by a restore
+/// (the future that waited for one is gone); the tag tells readers what they are.
+pub const REPLY_TAG: &str = "actix_snapshot::Reply";
+
+/// Initial capacity of the buffer a recorded message is encoded into.
+const ENCODE_HINT: usize = 32;
+
+/// An in-flight message, encoded (a panicking `Serialize` fails the round, nothing else).
+pub(crate) fn encode<M: serde::Serialize>(msg: &M, tag: &'static str) -> Result<RecMsg, String> {
+    let bytes = catch_unwind(AssertUnwindSafe(|| {
+        let mut bytes = Vec::with_capacity(ENCODE_HINT.max(2 * size_of::<M>()));
+        rmp_serde::encode::write_named(&mut bytes, msg).map_err(|e| e.to_string())?;
+        Ok::<_, String>(bytes)
+    }))
+    .map_err(|p| format!("encoding a message panicked: {}", panic_message(&*p)))??;
+    Ok(RecMsg { tag, bytes })
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// The tag of message type `M` in snapshot files.
+pub(crate) fn message_tag<M>() -> &'static str {
+    short_type_name(std::any::type_name::<M>())
+}
+
 /// What travels through a node's mailbox. Opaque: only the library builds one, so nothing
 /// outside it can forge a color.
-#[derive(Debug)]
-pub struct Envelope<M>(pub(crate) Kind<M>);
+///
+/// An envelope dropped before its node handled it (the node had stopped, its mailbox went
+/// away with queued messages in it) is counted by the node's tombstone: a message from
+/// another node is never lost to the count.
+pub struct Envelope<M: NodeMessage> {
+    pub(crate) group: u64,
+    pub(crate) to: NodeId,
+    pub(crate) kind: Option<Kind<M>>,
+}
 
-#[derive(Debug)]
-pub(crate) enum Kind<M> {
+pub(crate) enum Kind<M: NodeMessage> {
     /// From another node of the group.
     Node {
         from: NodeId,
         color: RoundId,
         msg: M,
+        reply: Option<ReplyRoute<M::Result>>,
     },
     /// From outside the group: a named ingress source, or `None` for any other sender.
-    Outside { source: Option<u32>, msg: M },
+    Outside {
+        source: Option<u32>,
+        msg: M,
+        reply: Option<OneshotSender<M::Result>>,
+    },
 }
 
-impl<M: Send + 'static> actix::Message for Envelope<M> {
+impl<M: NodeMessage> std::fmt::Debug for Envelope<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("to", &self.to)
+            .field("type", &message_tag::<M>())
+            .finish()
+    }
+}
+
+impl<M: NodeMessage> actix::Message for Envelope<M> {
     type Result = ();
+}
+
+impl<M: NodeMessage> Drop for Envelope<M> {
+    fn drop(&mut self) {
+        if let Some(Kind::Node {
+            from, color, msg, ..
+        }) = self.kind.take()
+        {
+            dropped(self.group, self.to, from, color, || {
+                encode(&msg, message_tag::<M>())
+            });
+        }
+    }
+}
+
+/// Where a reply from one node to another goes: the requester's waiting future, and the
+/// requester's control address for a reply whose future is gone or outside the node.
+pub(crate) struct ReplyRoute<R: Payload> {
+    pub(crate) tx: tokio::sync::oneshot::Sender<Reply<R>>,
+    pub(crate) requester: NodeId,
+    pub(crate) home: actix::Recipient<Control>,
+}
+
+/// A reply between two nodes: a message from `from` to `to` of color `color`. Dropped before
+/// it was received (its future was dropped), it is absorbed by the requester.
+pub(crate) struct Reply<R: Payload> {
+    pub(crate) group: u64,
+    pub(crate) to: NodeId,
+    pub(crate) from: NodeId,
+    pub(crate) color: RoundId,
+    pub(crate) value: Option<R>,
+    pub(crate) home: actix::Recipient<Control>,
+}
+
+impl<R: Payload> Reply<R> {
+    /// Takes the value out; the reply is received through the requester's mailbox (as a
+    /// [`Control::Absorb`]) instead of by the caller.
+    pub(crate) fn absorb(&mut self) -> Option<R> {
+        let value = self.value.take()?;
+        let absorbed = Absorbed {
+            group: self.group,
+            to: self.to,
+            from: self.from,
+            color: self.color,
+            payload: Some(encode(&value, REPLY_TAG)),
+        };
+        self.home.do_send(Control::Absorb(absorbed));
+        Some(value)
+    }
+}
+
+impl<R: Payload> Drop for Reply<R> {
+    fn drop(&mut self) {
+        self.absorb();
+    }
 }
 
 /// What addresses share about their node: identity and whether its actor still runs.

@@ -41,10 +41,11 @@ use std::time::Instant;
 
 use crate::error::{SnapshotError, SpawnError};
 use crate::protocol::NodeId;
-use crate::shell::actor::NodeAddr;
-use crate::shell::actor::{Ctor, Payload, Placement, Receive, Snapshottable, launch};
-use crate::shell::envelope::stamp_for;
-use crate::shell::handles::Ingress;
+use actix::Handler;
+
+use crate::shell::actor::{Ctor, Placement, Snapshottable};
+use crate::shell::envelope::{Envelope, NodeMessage, stamp_for};
+use crate::shell::handles::{Ingress, NodeAddr, launch};
 use crate::shell::runtime::{IngressInfo, Join, Shared, SnapshotOptions, SnapshotStats};
 use crate::snapshot::{GlobalSnapshot, short_type_name};
 
@@ -114,9 +115,12 @@ impl SnapshotGroup {
         name: String,
         ctor: Ctor<A>,
     ) -> Result<NodeAddr<A>, SpawnError> {
-        let join = match stamp_for(self.shared().uid) {
-            Some(stamp) => Join::Child(stamp.color),
-            None => Join::Outside(None),
+        // Inside one of this group's nodes: a child, on the parent's arbiter (its constructor
+        // runs before this returns), unless an arbiter was named.
+        let (join, placement) = match (stamp_for(self.shared().uid), placement) {
+            (Some(stamp), Placement::Group(None)) => (Join::Child(stamp.color), Placement::Here),
+            (Some(stamp), p) => (Join::Child(stamp.color), p),
+            (None, p) => (Join::Outside(None), p),
         };
         launch(self.shared(), Arc::from(name), join, ctor, placement)
     }
@@ -137,7 +141,7 @@ impl SnapshotGroup {
     /// # Errors
     /// [`SpawnError::DuplicateName`] when the group already has an ingress of that name;
     /// [`SpawnError::GroupStopped`] after shutdown.
-    pub fn ingress<M: Payload, A: Receive<M>>(
+    pub fn ingress<M: NodeMessage, A: Snapshottable + Handler<Envelope<M>>>(
         &self,
         name: impl Into<String>,
         to: &NodeAddr<A>,

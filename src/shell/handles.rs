@@ -4,24 +4,30 @@
 //! record).
 //!
 //! ```
-//! use actix_snapshot::{NodeRecipient, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+//! use actix::prelude::*;
+//! use actix_snapshot::{NodeRecipient, Snapshot, SnapshotGroup};
+//! use serde::{Deserialize, Serialize};
 //!
+//! #[derive(Message, Serialize, Deserialize)]
+//! #[rtype(result = "()")]
+//! struct Add(u64);
+//!
+//! #[derive(Snapshot)]
+//! #[snapshot(state = got, messages(Add))]
 //! struct Sink { got: u64 }
-//! impl Snapshottable for Sink {
-//!     type State = u64;
-//!     fn snapshot_state(&self) -> u64 { self.got }
-//! }
-//! impl Receive<u64> for Sink {
-//!     fn receive(&mut self, n: u64, _ctx: &mut SnapCtx<Self>) { self.got += n; }
+//! impl Actor for Sink { type Context = Context<Self>; }
+//! impl Handler<Add> for Sink {
+//!     type Result = ();
+//!     fn handle(&mut self, n: Add, _ctx: &mut Context<Self>) { self.got += n.0; }
 //! }
 //!
 //! # #[actix::main] async fn main() {
 //! let group = SnapshotGroup::new().unwrap();
 //! let sink = group.spawn("sink", || Sink { got: 0 }).unwrap();
-//! let to_sink: NodeRecipient<u64> = sink.recipient();
-//! let feed = group.ingress::<u64, _>("feed", &sink).unwrap();
-//! feed.send(3).unwrap();
-//! to_sink.send(4);
+//! let to_sink: NodeRecipient<Add> = sink.recipient();
+//! let feed = group.ingress::<Add, _>("feed", &sink).unwrap();
+//! feed.send(Add(3)).unwrap();
+//! to_sink.do_send(Add(4));
 //! let snap = group.snapshot().await.unwrap();
 //! assert_eq!(snap.state::<Sink>("sink").unwrap(), 7);
 //! assert_eq!(snap.ingress_offset("feed").unwrap(), 1);
@@ -32,62 +38,319 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::protocol::NodeId;
-use crate::shell::actor::{NodeAddr, Payload, Receive};
-use crate::shell::envelope::{Envelope, Kind, NodeMeta};
+use actix::{Addr, Handler};
+
+use crate::error::SpawnError;
+use crate::protocol::{NodeCore, NodeId};
+use crate::shell::actor::{Ctor, Placement, Prepared, Snapshottable, start_node};
+use crate::shell::cell::current;
+use crate::shell::envelope::{
+    Envelope, Kind, NodeMessage, NodeMeta, ReplyRoute, count_send, resolve, stamp_for,
+    unresolved,
+};
+use crate::shell::request::{Request, RequestError};
+use crate::shell::runtime::{Join, NodeHandle, Shared};
 
 /// Sends one message type to one node; what [`NodeRecipient`] holds.
-trait SendTo<M>: Send + Sync {
-    fn send_to(&self, msg: M);
+/// The address of a node of a group, in place of actix's `Addr<A>`: send it messages from
+/// anywhere, clone it, put it in messages and states. Where a send runs decides how it
+/// counts (see [`envelope`](crate::shell::envelope)).
+///
+/// In a snapshot an address is recorded as the node's id; it is resolved again when the group
+/// is restored.
+pub struct NodeAddr<A: Snapshottable> {
+    meta: Arc<NodeMeta>,
+    addr: Option<Addr<A>>,
+}
+
+impl<A: Snapshottable> Clone for NodeAddr<A> {
+    fn clone(&self) -> Self {
+        NodeAddr {
+            meta: Arc::clone(&self.meta),
+            addr: self.addr.clone(),
+        }
+    }
+}
+
+impl<A: Snapshottable> std::fmt::Debug for NodeAddr<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAddr")
+            .field("id", &self.meta.id)
+            .field("name", &self.meta.name)
+            .finish()
+    }
+}
+
+impl<A: Snapshottable> PartialEq for NodeAddr<A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.meta.id == other.meta.id && self.meta.group == other.meta.group
+    }
+}
+impl<A: Snapshottable> Eq for NodeAddr<A> {}
+
+impl<A: Snapshottable> std::hash::Hash for NodeAddr<A> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.meta.id.hash(state);
+    }
+}
+
+impl<A: Snapshottable> NodeAddr<A> {
+    pub(crate) fn new(meta: Arc<NodeMeta>, addr: Addr<A>) -> Self {
+        NodeAddr {
+            meta,
+            addr: Some(addr),
+        }
+    }
+
+    /// The address of the node running now, if it is an `A` (from inside its handlers,
+    /// hooks and timers: what to hand to other nodes in messages).
+    pub fn current(ctx: &actix::Context<A>) -> Option<Self> {
+        use actix::AsyncContext;
+        let cell = current()?;
+        Some(NodeAddr::new(Arc::clone(&cell.meta), ctx.address()))
+    }
+
+    /// The node's id in its group.
+    pub fn id(&self) -> NodeId {
+        self.meta.id
+    }
+
+    /// The node's name in its group.
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    /// Whether the node's actor still runs (false once it stopped or panicked).
+    pub fn is_alive(&self) -> bool {
+        self.addr.is_some() && self.meta.alive.load(Ordering::Acquire)
+    }
+
+    /// Sends `msg` without waiting for a reply, like actix's `Addr::do_send`. Never blocks
+    /// and never fails: a message to a node that has stopped is counted and dropped, as actix
+    /// drops messages to a stopped actor.
+    #[inline]
+    pub fn do_send<M>(&self, msg: M)
+    where
+        A: Handler<Envelope<M>>,
+        M: NodeMessage,
+    {
+        let Some(addr) = &self.addr else { return };
+        let (group, to) = (self.meta.group, self.meta.id);
+        match stamp_for(group) {
+            Some(s) => {
+                addr.do_send(Envelope {
+                    group,
+                    to,
+                    kind: Some(Kind::Node {
+                        from: s.from,
+                        color: s.color,
+                        msg,
+                        reply: None,
+                    }),
+                });
+                count_send();
+            }
+            None => addr.do_send(Envelope {
+                group,
+                to,
+                kind: Some(Kind::Outside {
+                    source: None,
+                    msg,
+                    reply: None,
+                }),
+            }),
+        }
+    }
+
+    /// Sends `msg` and returns a future of the handler's result, like actix's `Addr::send`.
+    /// From a node's handler, use it as `addr.send(m).into_actor(self)` (see
+    /// [`Request`]). The request never hangs: it fails with [`RequestError::Stopped`] when
+    /// the node stops or its group shuts down first.
+    pub fn send<M>(&self, msg: M) -> Request<M::Result>
+    where
+        A: Handler<Envelope<M>>,
+        M: NodeMessage,
+    {
+        let Some(addr) = &self.addr else {
+            return Request::failed(RequestError::Unresolved);
+        };
+        let (group, to) = (self.meta.group, self.meta.id);
+        let home = current().filter(|c| c.meta.group == group);
+        match (stamp_for(group), home) {
+            (Some(s), Some(home)) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                addr.do_send(Envelope {
+                    group,
+                    to,
+                    kind: Some(Kind::Node {
+                        from: s.from,
+                        color: s.color,
+                        msg,
+                        reply: Some(ReplyRoute {
+                            tx,
+                            requester: s.from,
+                            home: home.home.clone(),
+                        }),
+                    }),
+                });
+                count_send();
+                Request::node(rx, s.from, group)
+            }
+            _ => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                addr.do_send(Envelope {
+                    group,
+                    to,
+                    kind: Some(Kind::Outside {
+                        source: None,
+                        msg,
+                        reply: Some(tx),
+                    }),
+                });
+                Request::outside(rx)
+            }
+        }
+    }
+
+    /// A handle that sends only `M` to this node, whatever the node's actor type (what
+    /// actix's `Recipient<M>` is to `Addr<A>`).
+    pub fn recipient<M>(&self) -> NodeRecipient<M>
+    where
+        A: Handler<Envelope<M>>,
+        M: NodeMessage,
+    {
+        NodeRecipient(Arc::new(self.clone()))
+    }
+}
+
+impl<A: Snapshottable> serde::Serialize for NodeAddr<A> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.meta.id.0)
+    }
+}
+
+impl<'de, A: Snapshottable> serde::Deserialize<'de> for NodeAddr<A> {
+    /// Resolves the recorded id against the group being restored. Outside a restore (a typed
+    /// view of a snapshot, say) the address is *unresolved*: it knows its id, and sends to it
+    /// go nowhere.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = NodeId(u64::deserialize(d)?);
+        Ok(match resolve::<Addr<A>>(id) {
+            Some((meta, addr)) => NodeAddr {
+                meta,
+                addr: Some(addr),
+            },
+            None => NodeAddr {
+                meta: unresolved(id),
+                addr: None,
+            },
+        })
+    }
+}
+
+impl<A: Snapshottable> NodeHandle for NodeAddr<A> {
+    fn control(&self, c: crate::shell::runtime::Control) {
+        if let Some(addr) = &self.addr {
+            addr.do_send(c);
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl<A: Snapshottable> Prepared<A> {
+    pub(crate) fn node_addr(&self) -> NodeAddr<A> {
+        NodeAddr::new(Arc::clone(&self.meta), self.addr.clone())
+    }
+
+    pub(crate) fn handle(&self) -> Box<dyn NodeHandle> {
+        Box::new(self.node_addr())
+    }
+}
+
+/// Registers a node spawned at run time (from outside, or a child) and starts it. The
+/// constructor runs on the node's arbiter; when that is the caller's thread, it runs before
+/// this returns and a panic is reported as an error.
+pub(crate) fn launch<A: Snapshottable>(
+    shared: &Arc<Shared>,
+    name: Arc<str>,
+    join: Join,
+    ctor: Ctor<A>,
+    placement: Placement,
+) -> Result<NodeAddr<A>, SpawnError> {
+    let group = shared.uid;
+    let mut prepared = None;
+    let (_, epoch, node) = shared.register(Arc::clone(&name), join, |id| {
+        let p = Prepared::<A>::new(id, group, name);
+        let node = p.node_addr();
+        prepared = Some(p);
+        (Box::new(node.clone()) as Box<dyn NodeHandle>, node)
+    })?;
+    let prepared = prepared.ok_or(SpawnError::GroupStopped)?;
+    start_node(
+        shared,
+        prepared,
+        NodeCore::new(epoch),
+        Some(ctor),
+        placement,
+        None,
+    )?;
+    Ok(node)
+}
+
+/// An address that takes messages of type `M` (a [`NodeAddr<A>`] for some `A`).
+trait SendTo<M: NodeMessage>: Send + Sync {
+    fn do_send(&self, msg: M);
+    fn send(&self, msg: M) -> Request<M::Result>;
     fn meta(&self) -> &NodeMeta;
     fn outside(&self, source: u32, msg: M);
 }
 
 impl<A, M> SendTo<M> for NodeAddr<A>
 where
-    A: Receive<M>,
-    M: Payload,
+    A: Snapshottable + Handler<Envelope<M>>,
+    M: NodeMessage,
 {
-    fn send_to(&self, msg: M) {
-        self.send(msg)
+    fn do_send(&self, msg: M) {
+        NodeAddr::do_send(self, msg)
+    }
+
+    fn send(&self, msg: M) -> Request<M::Result> {
+        NodeAddr::send(self, msg)
     }
 
     fn meta(&self) -> &NodeMeta {
-        self.node_meta()
+        &self.meta
     }
 
     fn outside(&self, source: u32, msg: M) {
-        if let Some(addr) = self.actix_addr() {
-            addr.do_send(Envelope(Kind::Outside {
-                source: Some(source),
-                msg,
-            }));
+        if let Some(addr) = &self.addr {
+            addr.do_send(Envelope {
+                group: self.meta.group,
+                to: self.meta.id,
+                kind: Some(Kind::Outside {
+                    source: Some(source),
+                    msg,
+                    reply: None,
+                }),
+            });
         }
-    }
-}
-
-impl<A: crate::Snapshottable> NodeAddr<A> {
-    /// A handle that sends only `M` to this node, whatever the node's actor type.
-    pub fn recipient<M>(&self) -> NodeRecipient<M>
-    where
-        A: Receive<M>,
-        M: Payload,
-    {
-        NodeRecipient(Arc::new(self.clone()))
     }
 }
 
 /// A typed handle for one message type to one node, whatever the node's actor type: what
 /// actix's `Recipient<M>` is to `Addr<A>`. Cheap to clone.
-pub struct NodeRecipient<M: Payload>(Arc<dyn SendTo<M>>);
+pub struct NodeRecipient<M: NodeMessage>(Arc<dyn SendTo<M>>);
 
-impl<M: Payload> Clone for NodeRecipient<M> {
+impl<M: NodeMessage> Clone for NodeRecipient<M> {
     fn clone(&self) -> Self {
         NodeRecipient(Arc::clone(&self.0))
     }
 }
 
-impl<M: Payload> std::fmt::Debug for NodeRecipient<M> {
+impl<M: NodeMessage> std::fmt::Debug for NodeRecipient<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeRecipient")
             .field("id", &self.0.meta().id)
@@ -95,11 +358,16 @@ impl<M: Payload> std::fmt::Debug for NodeRecipient<M> {
     }
 }
 
-impl<M: Payload> NodeRecipient<M> {
+impl<M: NodeMessage> NodeRecipient<M> {
     /// Sends `msg`, as [`NodeAddr::send`].
     #[inline]
-    pub fn send(&self, msg: M) {
-        self.0.send_to(msg)
+    pub fn do_send(&self, msg: M) {
+        self.0.do_send(msg)
+    }
+
+    /// Sends `msg` and returns the handler's result, like [`NodeAddr::send`].
+    pub fn send(&self, msg: M) -> Request<M::Result> {
+        self.0.send(msg)
     }
 
     /// The receiving node.
@@ -116,12 +384,12 @@ impl<M: Payload> NodeRecipient<M> {
 /// A typed one-way link from one node to another, as the first edition's channels: a
 /// [`NodeRecipient`] made by [`GroupBuilder::channel`](crate::GroupBuilder::channel) and owned
 /// by the sending node's actor.
-pub struct Out<M: Payload> {
+pub struct Out<M: NodeMessage> {
     to: NodeRecipient<M>,
     sent: u64,
 }
 
-impl<M: Payload> std::fmt::Debug for Out<M> {
+impl<M: NodeMessage> std::fmt::Debug for Out<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Out")
             .field("target", &self.target())
@@ -130,7 +398,7 @@ impl<M: Payload> std::fmt::Debug for Out<M> {
     }
 }
 
-impl<M: Payload> Out<M> {
+impl<M: NodeMessage> Out<M> {
     pub(crate) fn new(to: NodeRecipient<M>) -> Self {
         Out { to, sent: 0 }
     }
@@ -138,7 +406,7 @@ impl<M: Payload> Out<M> {
     /// Sends `msg` to the receiving node.
     #[inline]
     pub fn send(&mut self, msg: M) {
-        self.to.send(msg);
+        self.to.do_send(msg);
         self.sent += 1;
     }
 
@@ -184,17 +452,17 @@ impl<M> IngressClosed<M> {
 ///
 /// Cheap to clone; clones share one sequence, and a send takes a short lock so that offsets
 /// and mailbox order agree when clones send from several threads.
-pub struct Ingress<M: Payload> {
+pub struct Ingress<M: NodeMessage> {
     inner: Arc<IngressInner<M>>,
 }
 
-struct IngressInner<M: Payload> {
+struct IngressInner<M: NodeMessage> {
     to: Arc<dyn SendTo<M>>,
     source: u32,
     next: Mutex<u64>,
 }
 
-impl<M: Payload> Clone for Ingress<M> {
+impl<M: NodeMessage> Clone for Ingress<M> {
     fn clone(&self) -> Self {
         Ingress {
             inner: Arc::clone(&self.inner),
@@ -202,7 +470,7 @@ impl<M: Payload> Clone for Ingress<M> {
     }
 }
 
-impl<M: Payload> std::fmt::Debug for Ingress<M> {
+impl<M: NodeMessage> std::fmt::Debug for Ingress<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ingress")
             .field("source", &self.inner.source)
@@ -211,7 +479,7 @@ impl<M: Payload> std::fmt::Debug for Ingress<M> {
     }
 }
 
-impl<M: Payload> Ingress<M> {
+impl<M: NodeMessage> Ingress<M> {
     pub(crate) fn new(to: NodeRecipient<M>, source: u32, next: u64) -> Self {
         Ingress {
             inner: Arc::new(IngressInner {

@@ -29,13 +29,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix::{ArbiterHandle, WeakRecipient};
+use actix::ArbiterHandle;
 use futures::channel::oneshot;
 use serde_bytes::ByteBuf;
 
 use crate::error::{SnapshotError, SpawnError};
 use crate::protocol::{
-    CompletedRound, NodeId, NodeOutput, RoundFailure, RoundId, RoundTracker, StartError,
+    CompletedRound, NodeCore, NodeId, NodeOutput, RoundFailure, RoundId, RoundTracker, StartError,
     TrackerConfig, TrackerOutput,
 };
 use crate::snapshot::{GlobalSnapshot, IngressSnapshot, NodeSnapshot, PathSnapshot};
@@ -61,11 +61,36 @@ pub(crate) struct RecMsg {
 
 pub(crate) type Output = NodeOutput<Rec, RecMsg>;
 
-/// Control messages from the group to a node.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Control {
+/// A message received by a node outside its handlers (a reply whose future was dropped or
+/// ran elsewhere): it still counts, through the node's mailbox or, once the node is gone, its
+/// tombstone.
+pub struct Absorbed {
+    pub(crate) group: u64,
+    pub(crate) to: NodeId,
+    pub(crate) from: NodeId,
+    pub(crate) color: RoundId,
+    pub(crate) payload: Option<Result<RecMsg, String>>,
+}
+
+impl Drop for Absorbed {
+    fn drop(&mut self) {
+        if let Some(payload) = self.payload.take() {
+            dropped(self.group, self.to, self.from, self.color, || payload);
+        }
+    }
+}
+
+/// Control messages from the library to a node.
+#[doc(hidden)]
+pub enum Control {
+    /// Record round `r` (unless done already).
     Start(RoundId),
+    /// The group shuts down: stop.
     Shutdown,
+    /// A message of this color waits to be received outside a handler: record up to it.
+    CatchUp(RoundId),
+    /// A message received outside a handler.
+    Absorb(Absorbed),
 }
 
 impl actix::Message for Control {
@@ -171,8 +196,9 @@ pub(crate) struct State {
     pub(crate) tracker: RoundTracker<Rec, RecMsg>,
     pub(crate) nodes: HashMap<NodeId, LiveNode>,
     pub(crate) names: HashMap<Arc<str>, NodeId>,
-    tombstones: Vec<WeakRecipient<Control>>,
-    prune_at: usize,
+    /// Nodes that left: their cores count (and, where a round needs it, copy) what still
+    /// reaches them.
+    tombstones: HashMap<NodeId, NodeCore<Rec, RecMsg>>,
     pub(crate) next_id: u64,
     pub(crate) ingress: Vec<IngressInfo>,
     waiters: HashMap<RoundId, (Reply, Duration)>,
@@ -181,22 +207,6 @@ pub(crate) struct State {
     freed: HashMap<Arc<str>, RoundId>,
     pub(crate) stats: SnapshotStats,
     pub(crate) stopped: bool,
-}
-
-impl State {
-    fn push_tombstone(&mut self, t: WeakRecipient<Control>) {
-        if self.stopped {
-            if let Some(r) = t.upgrade() {
-                r.do_send(Control::Shutdown);
-            }
-            return;
-        }
-        self.tombstones.push(t);
-        if self.tombstones.len() >= self.prune_at {
-            self.tombstones.retain(|t| t.upgrade().is_some());
-            self.prune_at = (self.tombstones.len() * 2).max(64);
-        }
-    }
 }
 
 /// A round's result on its way to its waiter, assembled outside the lock.
@@ -253,8 +263,7 @@ impl Shared {
                 tracker,
                 nodes: HashMap::new(),
                 names: HashMap::new(),
-                tombstones: Vec::new(),
-                prune_at: 64,
+                tombstones: HashMap::new(),
                 next_id,
                 ingress: Vec::new(),
                 waiters: HashMap::new(),
@@ -349,13 +358,13 @@ impl Shared {
         Ok((id, epoch, out))
     }
 
-    /// A node's notes, in order. `tombstone` is the node's weak control handle when the notes
-    /// include its departure, so that shutdown can still reach it.
+    /// A node's notes, in order. `tombstone` is the node's core when the notes include its
+    /// departure: it goes on counting what still reaches the node.
     pub(crate) fn notes(
         &self,
         id: NodeId,
         mut next: impl FnMut() -> Option<Output>,
-        tombstone: Option<WeakRecipient<Control>>,
+        tombstone: Option<NodeCore<Rec, RecMsg>>,
     ) {
         let mut st = self.lock();
         let mut gone = None;
@@ -365,7 +374,6 @@ impl Shared {
             }
             st.tracker.handle_note(id, note);
         }
-        let finished = self.process(&mut st);
         if let Some(epoch) = gone {
             if let Some(node) = st.nodes.remove(&id) {
                 st.names.remove(&node.name);
@@ -374,17 +382,57 @@ impl Shared {
                 }
             }
             st.stats.nodes = st.nodes.len() as u64;
-            if let Some(t) = tombstone {
-                st.push_tombstone(t);
-            }
         }
+        if let Some(core) = tombstone.filter(|_| !st.stopped) {
+            st.tombstones.insert(id, core);
+        }
+        let finished = self.process(&mut st);
         drop(st);
         finish(finished);
     }
 
-    /// Keeps a weak handle on a tombstone, so that shutdown reaches it.
-    pub(crate) fn add_tombstone(&self, t: WeakRecipient<Control>) {
-        self.lock().push_tombstone(t);
+    /// A message from `from` of color `color` reached node `to` after it left (or was
+    /// received outside its handlers and its mailbox was gone): its tombstone counts it.
+    pub(crate) fn tombstone_receive(
+        &self,
+        to: NodeId,
+        from: NodeId,
+        color: RoundId,
+        payload: impl FnOnce() -> Result<RecMsg, String>,
+    ) {
+        let mut st = self.lock();
+        if st.stopped {
+            return;
+        }
+        let State {
+            tombstones,
+            tracker,
+            ..
+        } = &mut *st;
+        let Some(core) = tombstones.get_mut(&to) else {
+            tracing::warn!(node = %to, "a message to a node that is neither live nor a tombstone");
+            return;
+        };
+        core.handle_closed_through(tracker.closed_through());
+        core.handle_message(color, from, payload, || Err("the node is gone".into()));
+        while let Some(note) = core.poll() {
+            tracker.handle_note(to, note);
+        }
+        let finished = self.process(&mut st);
+        drop(st);
+        finish(finished);
+    }
+
+    /// Makes node `id`, which never ran (a declared node that had left before the snapshot
+    /// being restored, a node whose arbiter is gone), a tombstone at once.
+    pub(crate) fn bury(&self, id: NodeId, mut core: NodeCore<Rec, RecMsg>) {
+        core.handle_stop();
+        let mut notes = Vec::new();
+        while let Some(n) = core.poll() {
+            notes.push(n);
+        }
+        let mut notes = notes.into_iter();
+        self.notes(id, || notes.next(), Some(core));
     }
 
     /// Starts a round; the receiver gets its snapshot or why it failed.
@@ -439,17 +487,24 @@ impl Shared {
             node.handle.control(Control::Shutdown);
         }
         st.names.clear();
-        for t in st.tombstones.drain(..) {
-            if let Some(r) = t.upgrade() {
-                r.do_send(Control::Shutdown);
-            }
-        }
+        st.tombstones.clear();
         st.waiters.clear();
         st.stats.nodes = 0;
         drop(st);
+        if let Ok(mut groups) = GROUPS.lock() {
+            groups.remove(&self.uid);
+        }
         for a in &self.arbiters {
             a.arbiter.stop();
         }
+    }
+
+    /// Makes this group findable by [`dropped`] (messages dropped on any thread).
+    pub(crate) fn publish(self: &Arc<Self>) {
+        GROUPS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(self.uid, Arc::downgrade(self));
     }
 
     /// Carries out the tracker's outputs that need the lock (start messages, stats) and
@@ -560,6 +615,28 @@ impl Shared {
 
     pub(crate) fn stats(&self) -> SnapshotStats {
         self.lock().stats.clone()
+    }
+}
+
+/// Running groups by uid, for messages dropped where only their envelope knows the group.
+static GROUPS: Mutex<BTreeMap<u64, std::sync::Weak<Shared>>> = Mutex::new(BTreeMap::new());
+
+/// A message from `from` of color `color` to node `to` of group `group` was dropped before
+/// the node handled it (its mailbox is gone): the node's tombstone counts it.
+pub(crate) fn dropped(
+    group: u64,
+    to: NodeId,
+    from: NodeId,
+    color: RoundId,
+    payload: impl FnOnce() -> Result<RecMsg, String>,
+) {
+    let shared = GROUPS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&group)
+        .and_then(std::sync::Weak::upgrade);
+    if let Some(shared) = shared {
+        shared.tombstone_receive(to, from, color, payload);
     }
 }
 
