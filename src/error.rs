@@ -102,6 +102,9 @@ pub enum SpawnError {
     /// The group was shut down.
     #[error("the group is shut down")]
     GroupStopped,
+    /// Called from outside every node's task (a child can only be spawned by a node).
+    #[error("not called from a node of a group")]
+    NotInNode,
     /// The node's constructor panicked. Reported at once when the constructor runs on the
     /// caller's thread; a node placed on another arbiter cannot report it to the caller: it
     /// leaves the group (it never had a state) and its address reports it not alive.

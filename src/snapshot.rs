@@ -220,12 +220,11 @@ impl GlobalSnapshot {
     /// The decoded states of every node running actor type `A`, in id order.
     ///
     /// ```
-    /// # use actix_snapshot::{GlobalSnapshot, Snapshottable};
+    /// # use actix_snapshot::{GlobalSnapshot, Snapshot};
+    /// # #[derive(Snapshot)]
+    /// # #[snapshot(state = balance)]
     /// # struct Branch { balance: u64 }
-    /// # impl Snapshottable for Branch {
-    /// #     type State = u64;
-    /// #     fn snapshot_state(&self) -> u64 { self.balance }
-    /// # }
+    /// # impl actix::Actor for Branch { type Context = actix::Context<Self>; }
     /// # fn f(snap: &GlobalSnapshot) -> Result<(), actix_snapshot::DecodeError> {
     /// let total: u64 = snap.states::<Branch>()?.sum();
     /// # Ok(()) }

@@ -235,12 +235,13 @@ async fn paths_and_ingress_must_feed_nodes_of_the_snapshot() {
 async fn typed_views_report_wrong_types_and_names() {
     let snap = busy_snapshot().await;
     // A node's state asked as another actor type.
-    struct Other;
-    impl actix_snapshot::Snapshottable for Other {
-        type State = u64;
-        fn snapshot_state(&self) -> u64 {
-            0
-        }
+    #[derive(actix_snapshot::Snapshot)]
+    #[snapshot(state = n)]
+    struct Other {
+        n: u64,
+    }
+    impl actix::Actor for Other {
+        type Context = actix::Context<Self>;
     }
     assert!(matches!(
         snap.state::<Other>("n0"),
@@ -307,25 +308,24 @@ async fn typed_views_report_wrong_types_and_names() {
 }
 
 /// An actor whose type tag is declared, not derived from its name.
-struct Renamed;
-impl actix_snapshot::Snapshottable for Renamed {
-    type State = u8;
-    fn snapshot_state(&self) -> u8 {
-        7
-    }
-    fn type_tag() -> &'static str {
-        "bank.Renamed.v2"
-    }
+#[derive(actix_snapshot::Snapshot)]
+#[snapshot(state = n, tag = "bank.Renamed.v2")]
+struct Renamed {
+    n: u8,
+}
+impl actix::Actor for Renamed {
+    type Context = actix::Context<Self>;
 }
 
 mod elsewhere {
     /// Another type called `TokNode`, in another module.
-    pub struct TokNode;
-    impl actix_snapshot::Snapshottable for TokNode {
-        type State = u64;
-        fn snapshot_state(&self) -> u64 {
-            0
-        }
+    #[derive(actix_snapshot::Snapshot)]
+    #[snapshot(state = n)]
+    pub struct TokNode {
+        n: u64,
+    }
+    impl actix::Actor for TokNode {
+        type Context = actix::Context<Self>;
     }
 }
 
@@ -357,7 +357,7 @@ async fn type_tags_are_short_names_unless_declared() {
     // A declared tag is what the file records, and what views check.
     let mut b = SnapshotGroup::builder();
     let r = b.node::<Renamed>("r");
-    b.actor(r, |_| Renamed);
+    b.actor(r, |_| Renamed { n: 7 });
     let group = b.start().unwrap();
     let snap = group.snapshot().await.unwrap();
     group.shutdown();

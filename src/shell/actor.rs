@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use actix::prelude::*;
-//! use actix_snapshot::{NodeAddr, NodeContext, Snapshot, SnapshotGroup};
+//! use actix_snapshot::{NodeAddr, Snapshot, SnapshotGroup};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Message, Serialize, Deserialize)]
@@ -157,7 +157,14 @@ impl<A: Snapshottable> Messages<A> {
 /// `Addr<A>` (type-erased), the sender, the round, the receiver and the group, and the
 /// message's encoding.
 pub(crate) type Replay = Arc<
-    dyn Fn(&dyn std::any::Any, NodeId, RoundId, NodeId, u64, &[u8]) -> Result<Box<dyn FnOnce()>, DecodeError>
+    dyn Fn(
+            &dyn std::any::Any,
+            NodeId,
+            RoundId,
+            NodeId,
+            u64,
+            &[u8],
+        ) -> Result<Box<dyn FnOnce()>, DecodeError>
         + Send
         + Sync,
 >;
@@ -415,7 +422,9 @@ impl<A: Snapshottable> Drop for NodeTask<A> {
             // Dropped without finishing: its arbiter went away, or the group was shut down
             // before it ran. Unless the group stopped it, the rounds it owed cannot complete.
             if !self.cell.shut_down.get() && !self.cell.shared.is_stopped() {
-                self.finish(Some("the actor stopped outside the library's control".into()));
+                self.finish(Some(
+                    "the actor stopped outside the library's control".into(),
+                ));
             } else {
                 self.cell.shut_down.set(true);
                 self.finish(None);
@@ -557,23 +566,3 @@ pub(crate) fn start_node<A: Snapshottable>(
         Err(crate::SpawnError::GroupStopped)
     }
 }
-
-/// What a node's handlers can ask of their context, besides actix's own: the node's identity
-/// and address in its group.
-pub trait NodeContext<A: Snapshottable> {
-    /// This node's id in its group.
-    fn node_id(&self) -> NodeId;
-    /// This node's name in its group.
-    fn node_name(&self) -> Arc<str>;
-}
-
-impl<A: Snapshottable> NodeContext<A> for Context<A> {
-    fn node_id(&self) -> NodeId {
-        current().map_or(NodeId(u64::MAX), |c| c.meta.id)
-    }
-
-    fn node_name(&self) -> Arc<str> {
-        current().map_or_else(|| Arc::from("?"), |c| Arc::clone(&c.meta.name))
-    }
-}
-

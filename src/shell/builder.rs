@@ -11,26 +11,35 @@
 //! A restore rebuilds every node of the snapshot: declared nodes by name, the others by the
 //! type tag recorded with them, through [`restorable`](GroupBuilder::restorable). In-flight
 //! messages are put back into their receivers' mailboxes before any actor runs; message types
-//! are known from declared links, or through [`accepts`](GroupBuilder::accepts).
+//! are known from each actor type's `#[snapshot(messages(..))]`, or through
+//! [`accepts`](GroupBuilder::accepts). Replies in flight are not put back: the futures that
+//! waited for them are gone.
 //!
 //! ```
-//! use actix_snapshot::{Out, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+//! use actix::prelude::*;
+//! use actix_snapshot::{Out, Snapshot, SnapshotGroup};
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Serialize, Deserialize)]
+//! #[derive(Message, Serialize, Deserialize)]
+//! #[rtype(result = "()")]
 //! struct Transfer { amount: u64 }
 //!
-//! struct Branch { balance: u64, peer: Out<Transfer> }
+//! /// "Send this much to your peer", from outside.
+//! #[derive(Message, Serialize, Deserialize)]
+//! #[rtype(result = "()")]
+//! struct Order(u64);
 //!
-//! impl Snapshottable for Branch {
-//!     type State = u64;
-//!     fn snapshot_state(&self) -> u64 { self.balance }
+//! #[derive(Snapshot)]
+//! #[snapshot(state = balance, messages(Transfer, Order))]
+//! struct Branch { balance: u64, peer: Out<Transfer> }
+//! impl Actor for Branch { type Context = Context<Self>; }
+//! impl Handler<Transfer> for Branch {
+//!     type Result = ();
+//!     fn handle(&mut self, t: Transfer, _ctx: &mut Context<Self>) { self.balance += t.amount; }
 //! }
-//! impl Receive<Transfer> for Branch {
-//!     fn receive(&mut self, t: Transfer, _ctx: &mut SnapCtx<Self>) { self.balance += t.amount; }
-//! }
-//! impl Receive<u64> for Branch {             // "send this much to your peer", from outside
-//!     fn receive(&mut self, amount: u64, _ctx: &mut SnapCtx<Self>) {
+//! impl Handler<Order> for Branch {
+//!     type Result = ();
+//!     fn handle(&mut self, Order(amount): Order, _ctx: &mut Context<Self>) {
 //!         let amount = amount.min(self.balance);
 //!         self.balance -= amount;
 //!         self.peer.send(Transfer { amount });
@@ -42,12 +51,12 @@
 //! b.arbiters(2);                              // two threads; nodes are placed round-robin
 //! let (x, y) = (b.node::<Branch>("x"), b.node::<Branch>("y"));
 //! let (x_to_y, y_to_x) = (b.channel(x, y), b.channel(y, x));
-//! let orders = b.ingress::<u64, _>("orders", x);
+//! let orders = b.ingress::<Order, _>("orders", x);
 //! b.actor(x, move |restored| Branch { balance: restored.unwrap_or(100), peer: x_to_y });
 //! b.actor(y, move |restored| Branch { balance: restored.unwrap_or(100), peer: y_to_x });
 //! let group = b.start().unwrap();
 //!
-//! for _ in 0..10 { orders.send(7).unwrap(); }
+//! for _ in 0..10 { orders.send(Order(7)).unwrap(); }
 //! let snap = group.snapshot().await.unwrap();
 //! let money: u64 = snap.states::<Branch>().unwrap().sum::<u64>()
 //!     + snap.in_flight::<Transfer>().unwrap().map(|t| t.amount).sum::<u64>();

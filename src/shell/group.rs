@@ -1,21 +1,24 @@
 //! [`SnapshotGroup`]: a running group of nodes. Spawn nodes into it at any time, from outside
-//! ([`SnapshotGroup::spawn`]) or from a node's handler ([`SnapCtx::spawn`](crate::SnapCtx::spawn)),
+//! ([`SnapshotGroup::spawn`]) or from a node ([`NodeContext::spawn_node`](crate::NodeContext)),
 //! take snapshots of whoever is in it, read stats, shut it down.
 //!
 //! ```
-//! use actix_snapshot::{NodeAddr, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+//! use actix::prelude::*;
+//! use actix_snapshot::{NodeAddr, Snapshot, SnapshotGroup};
 //! use serde::{Deserialize, Serialize};
 //!
-//! /// A session actor, one per connection in a real server.
-//! struct Session { lines: u32 }
-//! impl Snapshottable for Session {
-//!     type State = u32;
-//!     fn snapshot_state(&self) -> u32 { self.lines }
-//! }
-//! #[derive(Serialize, Deserialize)]
+//! #[derive(Message, Serialize, Deserialize)]
+//! #[rtype(result = "()")]
 //! enum Line { Text(String), Bye }
-//! impl Receive<Line> for Session {
-//!     fn receive(&mut self, line: Line, ctx: &mut SnapCtx<Self>) {
+//!
+//! /// A session actor, one per connection in a real server.
+//! #[derive(Snapshot)]
+//! #[snapshot(state = lines, messages(Line))]
+//! struct Session { lines: u32 }
+//! impl Actor for Session { type Context = Context<Self>; }
+//! impl Handler<Line> for Session {
+//!     type Result = ();
+//!     fn handle(&mut self, line: Line, ctx: &mut Context<Self>) {
 //!         match line {
 //!             Line::Text(_) => self.lines += 1,
 //!             Line::Bye => ctx.stop(),                 // leaves the group
@@ -27,8 +30,8 @@
 //! let group = SnapshotGroup::new().unwrap();
 //! let a: NodeAddr<Session> = group.spawn("a", || Session { lines: 0 }).unwrap();
 //! let b = group.spawn("b", || Session { lines: 0 }).unwrap();
-//! a.send(Line::Text("hello".into()));
-//! b.send(Line::Bye);
+//! a.do_send(Line::Text("hello".into()));
+//! b.do_send(Line::Bye);
 //! let snap = group.snapshot().await.unwrap();
 //! assert_eq!(snap.state::<Session>("a").unwrap(), 1);
 //! assert!(snap.node("b").is_err(), "b had left at the cut");

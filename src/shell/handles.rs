@@ -45,8 +45,7 @@ use crate::protocol::{NodeCore, NodeId};
 use crate::shell::actor::{Ctor, Placement, Prepared, Snapshottable, start_node};
 use crate::shell::cell::current;
 use crate::shell::envelope::{
-    Envelope, Kind, NodeMessage, NodeMeta, ReplyRoute, count_send, resolve, stamp_for,
-    unresolved,
+    Envelope, Kind, NodeMessage, NodeMeta, ReplyRoute, count_send, resolve, stamp_for, unresolved,
 };
 use crate::shell::request::{Request, RequestError};
 use crate::shell::runtime::{Join, NodeHandle, Shared};
@@ -298,6 +297,62 @@ pub(crate) fn launch<A: Snapshottable>(
         None,
     )?;
     Ok(node)
+}
+
+/// What a node's code can ask of its actix context besides actix's own: its identity and
+/// address in the group, and spawning child nodes. Implemented for `Context<A>`; outside a
+/// node's task (which never happens for a node's own handlers, hooks and timers) the
+/// identity is unknown and spawning fails with [`SpawnError::NotInNode`].
+pub trait NodeContext<A: Snapshottable> {
+    /// This node's id in its group.
+    fn node_id(&self) -> Option<NodeId>;
+    /// This node's name in its group.
+    fn node_name(&self) -> Option<Arc<str>>;
+    /// This node's own address, to hand to other nodes in messages.
+    fn node_addr(&self) -> Option<NodeAddr<A>>;
+    /// Spawns a child node on this node's arbiter; its constructor runs before this returns.
+    /// The child belongs to every round this node has not recorded yet, and to every later
+    /// one.
+    ///
+    /// # Errors
+    /// [`SpawnError::DuplicateName`] when a live node has that name,
+    /// [`SpawnError::ConstructorPanicked`] when `ctor` panics, [`SpawnError::GroupStopped`],
+    /// [`SpawnError::NotInNode`].
+    fn spawn_node<B: Snapshottable>(
+        &mut self,
+        name: impl Into<String>,
+        ctor: impl FnOnce() -> B + Send + 'static,
+    ) -> Result<NodeAddr<B>, SpawnError>;
+}
+
+impl<A: Snapshottable> NodeContext<A> for actix::Context<A> {
+    fn node_id(&self) -> Option<NodeId> {
+        current().map(|c| c.meta.id)
+    }
+
+    fn node_name(&self) -> Option<Arc<str>> {
+        current().map(|c| Arc::clone(&c.meta.name))
+    }
+
+    fn node_addr(&self) -> Option<NodeAddr<A>> {
+        NodeAddr::current(self)
+    }
+
+    fn spawn_node<B: Snapshottable>(
+        &mut self,
+        name: impl Into<String>,
+        ctor: impl FnOnce() -> B + Send + 'static,
+    ) -> Result<NodeAddr<B>, SpawnError> {
+        let cell = current().ok_or(SpawnError::NotInNode)?;
+        let color = cell.core.borrow().color();
+        launch(
+            &cell.shared,
+            Arc::from(name.into()),
+            Join::Child(color),
+            Box::new(ctor),
+            Placement::Here,
+        )
+    }
 }
 
 /// An address that takes messages of type `M` (a [`NodeAddr<A>`] for some `A`).

@@ -32,10 +32,10 @@ pub mod handles;
 pub mod request;
 pub mod runtime;
 
-pub use actor::{Messages, NodeContext, Snapshottable};
+pub use actor::{Messages, Snapshottable};
 pub use builder::{GroupBuilder, NodeRef};
 pub use envelope::{Envelope, NodeMessage, Payload, REPLY_TAG};
 pub use group::SnapshotGroup;
-pub use handles::{Ingress, IngressClosed, NodeAddr, NodeRecipient, Out};
+pub use handles::{Ingress, IngressClosed, NodeAddr, NodeContext, NodeRecipient, Out};
 pub use request::{Request, RequestActFuture, RequestError};
 pub use runtime::{SnapshotOptions, SnapshotStats};

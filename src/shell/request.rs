@@ -180,8 +180,8 @@ impl<R: Payload> Request<R> {
                 let Some(reply) = got.as_mut() else {
                     return Poll::Ready(Err(RequestError::Stopped));
                 };
-                let here = current()
-                    .is_some_and(|c| c.meta.group == *group && c.meta.id == *requester);
+                let here =
+                    current().is_some_and(|c| c.meta.group == *group && c.meta.id == *requester);
                 if !here {
                     // Awaited outside the requester's task: its mailbox receives it.
                     let value = reply.absorb();

@@ -7,14 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use actix_snapshot::{
-    GlobalSnapshot, GroupBuilder, Ingress, NodeId, Out, Receive, SnapCtx, SnapshotGroup,
-    Snapshottable,
-};
+use actix::prelude::*;
+use actix_snapshot::{GlobalSnapshot, GroupBuilder, Ingress, NodeId, Out, Snapshot, SnapshotGroup};
 use serde::{Deserialize, Serialize};
 
 /// A token on a channel. `seq` is the sender's own count on that channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
 pub struct Tok {
     pub id: u64,
     pub hops_left: u32,
@@ -23,18 +22,21 @@ pub struct Tok {
 }
 
 /// A command from outside: inject token `id` with that many hops.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
 pub struct Inject {
     pub id: u64,
     pub hops: u32,
 }
 
 /// Stop the receiving actor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
 pub struct Halt;
 
 /// Block the receiving actor's thread for that many milliseconds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
 pub struct Stall(pub u64);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -51,6 +53,8 @@ pub struct NodeBooks {
     pub handled: u64,
 }
 
+#[derive(Snapshot)]
+#[snapshot(state = books, messages(Tok, Inject, Halt, Stall))]
 pub struct TokNode {
     pub me: u32,
     pub outs: Vec<Out<Tok>>,
@@ -79,15 +83,13 @@ impl TokNode {
     }
 }
 
-impl Snapshottable for TokNode {
-    type State = NodeBooks;
-    fn snapshot_state(&self) -> NodeBooks {
-        self.books.clone()
-    }
+impl Actor for TokNode {
+    type Context = Context<Self>;
 }
 
-impl Receive<Tok> for TokNode {
-    fn receive(&mut self, t: Tok, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Tok> for TokNode {
+    type Result = ();
+    fn handle(&mut self, t: Tok, _ctx: &mut Context<Self>) {
         self.books.handled += 1;
         let r = self.books.received.entry(t.from).or_insert(0);
         assert_eq!(
@@ -100,22 +102,25 @@ impl Receive<Tok> for TokNode {
     }
 }
 
-impl Receive<Inject> for TokNode {
-    fn receive(&mut self, i: Inject, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Inject> for TokNode {
+    type Result = ();
+    fn handle(&mut self, i: Inject, _ctx: &mut Context<Self>) {
         self.books.handled += 1;
         self.books.injected.insert(i.id);
         self.forward(i.id, i.hops);
     }
 }
 
-impl Receive<Halt> for TokNode {
-    fn receive(&mut self, _: Halt, ctx: &mut SnapCtx<Self>) {
+impl Handler<Halt> for TokNode {
+    type Result = ();
+    fn handle(&mut self, _: Halt, ctx: &mut Context<Self>) {
         ctx.stop();
     }
 }
 
-impl Receive<Stall> for TokNode {
-    fn receive(&mut self, Stall(ms): Stall, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Stall> for TokNode {
+    type Result = ();
+    fn handle(&mut self, Stall(ms): Stall, _ctx: &mut Context<Self>) {
         std::thread::sleep(Duration::from_millis(ms));
     }
 }
