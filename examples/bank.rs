@@ -32,21 +32,30 @@
 //!
 //! # How the library is used here
 //!
-//! 1. [`Branch`] is a plain struct. Instead of `actix::Handler` it implements
-//!    [`Snapshottable`] (its snapshot is a [`BranchState`]) and [`Receive<M>`] for each
-//!    message it takes: [`Open`] and [`Audit`] from outside the bank, [`Transfer`] from
-//!    other branches.
+//! 1. [`Branch`] is a plain actix actor: `impl Actor` and one `impl Handler<M>` per message
+//!    it takes — [`Open`] and [`Audit`] from outside the bank, [`Transfer`] from other
+//!    branches. Every message is an actix `Message` that serde can encode (messages between
+//!    nodes may be recorded in a snapshot). `#[derive(Snapshot)]` adds the rest:
+//!    `state = state` names the field a snapshot records (a [`BranchState`], cloned at the
+//!    cut), `messages(Open, Transfer, Audit)` the messages the branch takes through the
+//!    library. Sending a branch a type not in that list does not compile.
 //! 2. [`open_bank`] spawns one node per branch into a [`SnapshotGroup`] running on
 //!    `--threads` arbiters, then tells every branch the addresses ([`NodeAddr<Branch>`]) of
-//!    all of them. A branch pays another with [`NodeAddr::send`]: inside a handler that is a
-//!    node-to-node message the snapshots account for. Nothing is declared up front.
-//! 3. The addresses are part of each branch's recorded state. [`restore_bank`] rebuilds the
+//!    all of them. A branch pays another with [`NodeAddr::do_send`]: inside a handler, in
+//!    `started` or in a timer of the branch's own `Context`, that is a node-to-node message
+//!    the snapshots account for. Nothing is declared up front.
+//! 3. The naive auditor uses request/response: [`NodeAddr::send`] returns a future of the
+//!    handler's result ([`Request`]), and `main`, outside the group, just awaits it. (A node
+//!    asking another node would write `addr.send(Audit).into_actor(self).map(|balance, act,
+//!    ctx| ..)` and hand that to `ctx.spawn` or `.wait(ctx)`: the reply is then received in
+//!    the continuation, as a message the snapshots account for.)
+//! 4. The addresses are part of each branch's recorded state. [`restore_bank`] rebuilds the
 //!    bank from a checkpoint ([`GroupBuilder::restore`]): each branch from its recorded
 //!    state ([`GroupBuilder::restorable`]), its addresses now pointing at the rebuilt
-//!    branches, and every recorded transfer back in its receiver's mailbox
-//!    ([`GroupBuilder::accepts`]); `main` finds the branches again by name
-//!    ([`SnapshotGroup::addr`]).
-//! 4. `run` takes snapshots and checks them with [`Books::of`]; it uses nothing but the
+//!    branches, and every recorded transfer back in its receiver's mailbox (the derive's
+//!    `messages(..)` tells the restore which message types a branch takes); `main` finds the
+//!    branches again by name ([`SnapshotGroup::addr`]).
+//! 5. `run` takes snapshots and checks them with [`Books::of`]; it uses nothing but the
 //!    snapshot's typed views.
 //!
 //! # Keeping memory bounded at full speed
@@ -67,28 +76,25 @@
 //! [`SnapshotGroup::addr`]: actix_snapshot::SnapshotGroup::addr
 //! [`GroupBuilder::restore`]: actix_snapshot::GroupBuilder::restore
 //! [`GroupBuilder::restorable`]: actix_snapshot::GroupBuilder::restorable
-//! [`GroupBuilder::accepts`]: actix_snapshot::GroupBuilder::accepts
 //! [`GlobalSnapshot::states`]: actix_snapshot::GlobalSnapshot::states
 //! [`GlobalSnapshot::in_flight`]: actix_snapshot::GlobalSnapshot::in_flight
-//! [`Snapshottable`]: actix_snapshot::Snapshottable
-//! [`Receive<M>`]: actix_snapshot::Receive
 //! [`NodeAddr<Branch>`]: actix_snapshot::NodeAddr
+//! [`NodeAddr::do_send`]: actix_snapshot::NodeAddr::do_send
 //! [`NodeAddr::send`]: actix_snapshot::NodeAddr::send
+//! [`Request`]: actix_snapshot::Request
 //! [`Monitor`]: actix_snapshot::monitor::Monitor
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use actix::prelude::*;
 use actix_snapshot::checkpoint::{
     CheckpointConfig, CheckpointError, CheckpointHandle, CheckpointStore, Checkpointer, FsStore,
 };
 use actix_snapshot::monitor::{Monitor, MonitorEvent, Violation};
-use actix_snapshot::{
-    DecodeError, GlobalSnapshot, NodeAddr, Receive, SnapCtx, SnapshotGroup, Snapshottable,
-};
+use actix_snapshot::{DecodeError, GlobalSnapshot, NodeAddr, NodeContext, Snapshot, SnapshotGroup};
 use clap::Parser;
-use futures::channel::oneshot;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -179,7 +185,8 @@ const RATE_TICK: Duration = Duration::from_millis(5);
 
 /// Money moving from one branch to another. It also carries one token (see the module
 /// docs): whoever receives a transfer may send one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 pub struct Transfer {
     /// The amount moved.
     pub amount: u64,
@@ -187,27 +194,23 @@ pub struct Transfer {
 
 /// The bank opens: every branch learns the addresses of all branches, itself included, in
 /// branch order. Sent once to each branch from outside, right after they are spawned.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 pub struct Open {
     /// Every branch of the bank.
     pub branches: Vec<NodeAddr<Branch>>,
 }
 
-/// The naive auditor's question "what is your balance?", sent from outside the bank.
+/// The naive auditor's question "what is your balance?", sent from outside the bank. Its
+/// answer is the handler's result: [`NodeAddr::send`](actix_snapshot::NodeAddr::send)
+/// returns a future of it, as actix's `Addr::send` does.
 ///
-/// A [`Receive`] handler returns nothing, so the question carries its own reply channel.
-/// Every message type of a group must be serializable (the [`actix_snapshot::Payload`]
-/// bound), because messages between nodes may be recorded in a snapshot. A message sent
-/// from outside the group (from `main`, here) is never recorded — the receiving node only
-/// counts it — so the reply channel, which cannot be serialized, is simply skipped by serde.
 /// (A shared `Arc<AtomicU64>` per branch would also work, but it would read memory behind
 /// the actor's back; asking through the mailbox is what a naive client of an actor system
 /// really does.)
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Audit {
-    #[serde(skip)]
-    reply: Option<oneshot::Sender<u64>>,
-}
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "u64")]
+pub struct Audit;
 
 /// What a branch's snapshot holds, and what a branch is rebuilt from after a restore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +253,11 @@ enum Pace {
 }
 
 /// A bank branch: a balance, and the addresses of the other branches.
+///
+/// A snapshot records `state` (a clone of it, taken between two messages); the branch takes
+/// [`Open`], [`Transfer`] and [`Audit`] through the library.
+#[derive(Snapshot)]
+#[snapshot(state = state, messages(Open, Transfer, Audit))]
 pub struct Branch {
     state: BranchState,
     /// This branch's own position in `state.branches` (once the bank is open).
@@ -266,15 +274,15 @@ impl Branch {
             state,
             me: None,
             seed,
-            // Seeded again in `on_start`, once the branch knows its node id.
+            // Seeded again in `started`, once the branch knows its node id.
             rng: SmallRng::seed_from_u64(seed),
             pace,
         }
     }
 
     /// Finds this branch in the bank's list of branches (by node id).
-    fn find_myself(&mut self, ctx: &SnapCtx<Self>) {
-        let me = ctx.node();
+    fn find_myself(&mut self, ctx: &Context<Self>) {
+        let me = ctx.node_id().expect("a branch runs as a node of the bank");
         self.me = self.state.branches.iter().position(|b| b.id() == me);
     }
 
@@ -297,31 +305,30 @@ impl Branch {
             self.state.balance -= amount;
             self.state.sent += 1;
             self.state.parked -= 1;
-            self.state.branches[to].send(Transfer { amount });
+            self.state.branches[to].do_send(Transfer { amount });
         }
     }
 }
 
-impl Snapshottable for Branch {
-    type State = BranchState;
+impl Actor for Branch {
+    type Context = Context<Self>;
 
-    fn snapshot_state(&self) -> BranchState {
-        self.state.clone()
-    }
-
-    fn on_start(&mut self, ctx: &mut SnapCtx<Self>) {
-        let id = ctx.node().0;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let id = ctx
+            .node_id()
+            .expect("a branch runs as a node of the bank")
+            .0;
         self.rng = SmallRng::seed_from_u64(self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         // After a restore the branch already knows the bank; on a fresh start it learns it
         // from `Open`.
         self.find_myself(ctx);
         match self.pace {
-            // Put the parked tokens (after a restore) to work. `on_start` is one step of
-            // the actor, like a handler: what it sends is accounted for.
+            // Put the parked tokens (after a restore) to work. `started` runs as one step of
+            // the node, like a handler: what it sends is accounted for.
             Pace::Unlimited => self.spend(u64::MAX),
-            // A timer started through SnapCtx also runs as one step of the actor.
+            // An actix timer on the branch's own context also runs as one step of the node.
             Pace::Limited { .. } => {
-                ctx.run_interval(RATE_TICK, |branch, _| {
+                ctx.run_interval(RATE_TICK, |branch, _ctx| {
                     if let Pace::Limited {
                         per_tick,
                         allowance,
@@ -340,8 +347,10 @@ impl Snapshottable for Branch {
     }
 }
 
-impl Receive<Open> for Branch {
-    fn receive(&mut self, open: Open, ctx: &mut SnapCtx<Self>) {
+impl Handler<Open> for Branch {
+    type Result = ();
+
+    fn handle(&mut self, open: Open, ctx: &mut Context<Self>) {
         self.state.branches = open.branches;
         self.find_myself(ctx);
         if let Pace::Unlimited = self.pace {
@@ -350,8 +359,10 @@ impl Receive<Open> for Branch {
     }
 }
 
-impl Receive<Transfer> for Branch {
-    fn receive(&mut self, t: Transfer, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Transfer> for Branch {
+    type Result = ();
+
+    fn handle(&mut self, t: Transfer, _ctx: &mut Context<Self>) {
         self.state.balance += t.amount;
         self.state.received += 1;
         self.state.parked += 1; // the token that came with it
@@ -361,12 +372,12 @@ impl Receive<Transfer> for Branch {
     }
 }
 
-impl Receive<Audit> for Branch {
-    fn receive(&mut self, audit: Audit, _ctx: &mut SnapCtx<Self>) {
-        if let Some(reply) = audit.reply {
-            // The auditor may have given up waiting; nothing to do then.
-            let _ = reply.send(self.state.balance);
-        }
+impl Handler<Audit> for Branch {
+    /// The reply: this branch's balance right now.
+    type Result = u64;
+
+    fn handle(&mut self, _: Audit, _ctx: &mut Context<Self>) -> u64 {
+        self.state.balance
     }
 }
 
@@ -404,7 +415,7 @@ fn open_bank(args: &Args) -> Result<Bank, String> {
         .map_err(|e| e.to_string())?;
     // Sent from `main`, outside any branch: an input from outside the group.
     for branch in &branches {
-        branch.send(Open {
+        branch.do_send(Open {
             branches: branches.clone(),
         });
     }
@@ -417,10 +428,10 @@ fn restore_bank(args: &Args, snap: &GlobalSnapshot) -> Result<Bank, String> {
     let mut b = SnapshotGroup::builder();
     b.arbiters(args.threads());
     let (seed, pace) = (args.seed, args.pace());
-    // How to rebuild a `Branch` node from its recorded `BranchState` ...
+    // How to rebuild a `Branch` node from its recorded `BranchState`. The recorded
+    // `Transfer`s go back into the rebuilt branches' mailboxes: `Transfer` is among the
+    // messages `#[derive(Snapshot)]` lists for `Branch`.
     b.restorable::<Branch>(move |state| Branch::new(state, seed, pace));
-    // ... and that recorded `Transfer`s go back to `Branch` nodes.
-    b.accepts::<Branch, Transfer>();
     let group = b.restore(snap).map_err(|e| e.to_string())?;
     let found = group.len();
     if found != args.branches as usize {
@@ -517,13 +528,15 @@ impl Books {
 }
 
 /// What the naive auditor does: ask every branch for its balance, one after another, while
-/// transfers continue, and add up the answers. `None` if a branch did not answer.
+/// transfers continue, and add up the answers. `None` if a branch did not answer (it
+/// stopped before it replied).
+///
+/// `main` is outside the bank, so each question is an input from outside the group and its
+/// answer just comes back to the awaiting future.
 async fn naive_total(branches: &[NodeAddr<Branch>]) -> Option<u64> {
     let mut total = 0u64;
     for branch in branches {
-        let (tx, rx) = oneshot::channel();
-        branch.send(Audit { reply: Some(tx) });
-        total += rx.await.ok()?;
+        total += branch.send(Audit).await.ok()?;
     }
     Some(total)
 }

@@ -5,42 +5,50 @@
 //!
 //! What changes compared with plain actix:
 //!
-//! 1. Implement [`Snapshottable`] (what goes into the snapshot) next to your actor.
-//! 2. Implement [`Receive<M>`] instead of `actix::Handler<M>`.
-//! 3. Spawn the actors into a [`SnapshotGroup`] and hold a [`NodeAddr`] instead of an `Addr`.
-//!    Addresses can travel in messages (here the ball carries the address of whoever hit it
-//!    last); a snapshot records them as node ids. Groups whose shape is known up front can
-//!    also be declared on a builder with typed links (`SnapshotGroup::builder()`, `Out<M>`).
+//! 1. Messages must be serde types too (a snapshot may record them in flight), and so must
+//!    their results.
+//! 2. `#[derive(Snapshot)]` on the actor says what goes into the snapshot (`state = field`)
+//!    and which messages it takes through the library (`messages(..)`). Its `Actor` and
+//!    `Handler` impls stay plain actix.
+//! 3. Spawn the actors into a [`SnapshotGroup`] and hold a [`NodeAddr`] instead of an `Addr`
+//!    (`do_send` to send, `send` for a reply). Addresses can travel in messages (here the
+//!    ball carries the address of whoever hit it last); a snapshot records them as node ids.
+//!    A handler finds its own address with [`NodeContext::node_addr`]. Groups whose shape is
+//!    known up front can also be declared on a builder with typed links
+//!    (`SnapshotGroup::builder()`, `Out<M>`).
 
-use actix_snapshot::{NodeAddr, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+use actix::prelude::*;
+use actix_snapshot::{NodeAddr, NodeContext, Snapshot, SnapshotGroup};
 use serde::{Deserialize, Serialize};
 
 /// The message: a ball that counts how often it was hit, and who hit it last.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct Ball {
     hits: u64,
     from: NodeAddr<Player>,
 }
 
 /// A player keeps count of the hits it made and returns every ball to whoever sent it.
+#[derive(Snapshot)]
+#[snapshot(state = hits_made, messages(Ball))] // the snapshot of a player: its hit count
 struct Player {
     hits_made: u64,
 }
 
-impl Snapshottable for Player {
-    type State = u64; // the snapshot of a player: its hit count
-    fn snapshot_state(&self) -> u64 {
-        self.hits_made
-    }
+impl Actor for Player {
+    type Context = Context<Self>;
 }
 
-impl Receive<Ball> for Player {
-    fn receive(&mut self, ball: Ball, ctx: &mut SnapCtx<Self>) {
+impl Handler<Ball> for Player {
+    type Result = ();
+
+    fn handle(&mut self, ball: Ball, ctx: &mut Context<Self>) {
         self.hits_made += 1;
         // Inside a handler, a send to another node of the group is tracked by the snapshot.
-        ball.from.send(Ball {
+        ball.from.do_send(Ball {
             hits: ball.hits + 1,
-            from: ctx.addr(),
+            from: ctx.node_addr().expect("a player runs as a node"),
         });
     }
 }
@@ -52,7 +60,7 @@ async fn main() {
     let pong = group.spawn("pong", || Player { hits_made: 0 }).unwrap();
 
     // Serve: from outside the group, a send is an input (like a request from a client).
-    ping.send(Ball {
+    ping.do_send(Ball {
         hits: 0,
         from: pong.clone(),
     });

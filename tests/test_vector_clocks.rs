@@ -52,9 +52,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use actix::{Actor, ActorContext, Context, Handler, Message};
 use actix_snapshot::{
-    GlobalSnapshot, Ingress, NodeAddr, NodeId, NodeRecipient, Out, Receive, SnapCtx, SnapshotGroup,
-    Snapshottable,
+    GlobalSnapshot, Ingress, NodeAddr, NodeContext, NodeId, NodeRecipient, Out, Snapshot,
+    SnapshotGroup,
 };
 use futures::future::join_all;
 use rand::rngs::SmallRng;
@@ -94,7 +95,8 @@ fn mix(mut x: u64) -> u64 {
 
 /// A message between test nodes. `vc` is the sender's clock right after the send event, so
 /// `vc[from]` is the send event's index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
 struct VcMsg {
     from: Tid,
     /// The sender's count of node messages sent before this one (to anyone).
@@ -106,7 +108,8 @@ struct VcMsg {
 }
 
 /// Commands from outside the group: from the driver (with its clock) or from a pump.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
 struct Cmd {
     vc: Option<Clock>,
     /// Sent through the node's named ingress (else as an unnamed outside input).
@@ -239,11 +242,13 @@ impl Link {
     fn send(&mut self, msg: VcMsg) {
         match self {
             Link::Out(o) => o.send(msg),
-            Link::To(r) => r.send(msg),
+            Link::To(r) => r.do_send(msg),
         }
     }
 }
 
+#[derive(Snapshot)]
+#[snapshot(state = st, messages(VcMsg, Cmd))]
 struct VcNode {
     me: Tid,
     st: VcState,
@@ -391,15 +396,13 @@ impl VcNode {
     }
 }
 
-impl Snapshottable for VcNode {
-    type State = VcState;
-    fn snapshot_state(&self) -> VcState {
-        self.st.clone()
-    }
+impl Actor for VcNode {
+    type Context = Context<Self>;
 }
 
-impl Receive<VcMsg> for VcNode {
-    fn receive(&mut self, msg: VcMsg, _ctx: &mut SnapCtx<Self>) {
+impl Handler<VcMsg> for VcNode {
+    type Result = ();
+    fn handle(&mut self, msg: VcMsg, _ctx: &mut Context<Self>) {
         merge(&mut self.st.vc, &msg.vc);
         let idx = self.tick();
         if let Some(t) = apply_recv(&mut self.st, self.me, &msg) {
@@ -414,8 +417,9 @@ impl Receive<VcMsg> for VcNode {
     }
 }
 
-impl Receive<Cmd> for VcNode {
-    fn receive(&mut self, cmd: Cmd, ctx: &mut SnapCtx<Self>) {
+impl Handler<Cmd> for VcNode {
+    type Result = ();
+    fn handle(&mut self, cmd: Cmd, ctx: &mut Context<Self>) {
         if let Some(vc) = &cmd.vc {
             merge(&mut self.st.vc, vc);
         }
@@ -446,11 +450,12 @@ impl Receive<Cmd> for VcNode {
                 let init = self.st.vc.clone();
                 let mut peers = vec![self.me];
                 peers.extend(self.st.peers.iter().copied().filter(|&p| p != c).take(2));
-                let mut links = vec![Link::To(ctx.addr().recipient())];
+                let me = ctx.node_addr().expect("a handler runs inside its node");
+                let mut links = vec![Link::To(me.recipient())];
                 links.extend(peers[1..].iter().map(|&p| self.link_to(p)));
                 let h = Arc::clone(&self.h);
                 let child = ctx
-                    .spawn(format!("n{c}"), move || {
+                    .spawn_node(format!("n{c}"), move || {
                         VcNode::born(c, init, peers, links, h)
                     })
                     .expect("the child spawns");
@@ -509,7 +514,7 @@ impl Pumps {
                         if !live.is_empty() {
                             let (t, addr) = &live[rng.random_range(0..live.len())];
                             let rcp = to.entry(*t).or_insert_with(|| addr.recipient());
-                            rcp.send(Cmd {
+                            rcp.do_send(Cmd {
                                 vc: None,
                                 via_ingress: false,
                                 ctl: Ctl::Kick(1),
@@ -592,7 +597,7 @@ impl Driver {
             cmd.via_ingress = true;
             let _ = ingress.send(cmd);
         } else if let Some(addr) = self.h.addr(t) {
-            addr.send(cmd);
+            addr.do_send(cmd);
         }
     }
 

@@ -114,7 +114,7 @@ impl Scope {
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        let prev = std::mem::replace(&mut self.prev_stamp, (None, 0));
+        let prev = std::mem::take(&mut self.prev_stamp);
         let sent = restore_stamp(prev);
         if let Ok(mut core) = self.cell.core.try_borrow_mut() {
             core.handle_sent(sent);
