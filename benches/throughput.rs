@@ -1,6 +1,8 @@
-//! What the wrapper costs: message throughput of plain actix against the same workload run
-//! through a group (`NodeActor` + `Out<M>`), with no snapshot running and while messages are
-//! being recorded; and how fast a snapshot encodes and decodes.
+//! What the library costs: message throughput of plain actix against the same workload run
+//! through a group (the same actors made nodes with `#[derive(Snapshot)]`, sending over
+//! `Out<M>` links), with no snapshot running and while messages are being recorded; and how
+//! fast a snapshot encodes and decodes. (The `wrapped_*` variant names date from the first
+//! edition, whose nodes ran inside a wrapper actor; they are kept so that results compare.)
 //!
 //! Run with `cargo bench --bench throughput` (add `-- --quick` for a shorter run). Besides
 //! criterion's own report, the bench prints each variant's throughput as a ratio against

@@ -20,10 +20,11 @@
 //!    on its arbiter, not when the last start was merely queued.
 //! 2. **The group.** A [`SnapshotGroup`] with its own `--arbiters` arbiters; `--actors` idle
 //!    nodes are spawned into it from outside, with [`SnapshotGroup::spawn_on`], round-robin
-//!    over the group's arbiters. Each node's state is its index; its
-//!    [`Snapshottable::on_start`] counts up another atomic, and the phase ends when every
-//!    node has started. The plain actors from step 1 stay alive meanwhile, so that the
-//!    group's memory is not served from memory the baseline freed.
+//!    over the group's arbiters. Each node is a plain actix actor made a node with
+//!    `#[derive(Snapshot)]`; its state is its index; its `Actor::started` hook counts up
+//!    another atomic, and the phase ends when every node has started. The plain actors from
+//!    step 1 stay alive meanwhile, so that the group's memory is not served from memory the
+//!    baseline freed.
 //! 3. **The floor.** One message to every plain actor, timed until each has handled it: any
 //!    operation that touches every actor once costs at least this much in actix, and a
 //!    snapshot does more (a start message to every node, a record back from each).
@@ -31,7 +32,7 @@
 //!    the [`SnapshotGroup::snapshot`] call to the [`GlobalSnapshot`] in hand, and split into
 //!    phases from the outside: the end of the call's first poll (the round is open and a
 //!    start message is queued at every node), the moment the last node's state was taken
-//!    (the nodes' [`Snapshottable::snapshot_state`] counts), and the snapshot in hand (the
+//!    (the nodes' state function, `Idle::record`, counts), and the snapshot in hand (the
 //!    rest is the group assembling the snapshot). The first snapshot is checked: it must
 //!    hold exactly `--actors` nodes, and decoding their states must give every index
 //!    `0..actors` exactly once (the snapshot is checked against what the nodes were built
@@ -59,7 +60,8 @@
 //!
 //! ## What to expect
 //!
-//! One run with `--actors 1000000` on a shared 2-core machine (load ~4 from other work):
+//! One run of the first edition (nodes inside a wrapper actor) with `--actors 1000000` on a
+//! shared 2-core machine (load ~4 from other work):
 //! 28 s wall for the whole run, peak RSS 3.2 GB (both sets of actors plus two snapshots).
 //! Plain actix: started in 2.1 s, 1013 bytes per actor, one message to each in 1.1 s. The
 //! group: started in 6.1 s, 1389 bytes per node; snapshots in 5.6 s and 4.1 s (the start is
@@ -93,7 +95,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter, Context, Handler, Message};
-use actix_snapshot::{GlobalSnapshot, SnapCtx, SnapshotGroup, SnapshotOptions, Snapshottable};
+use actix_snapshot::{GlobalSnapshot, Snapshot, SnapshotGroup, SnapshotOptions};
 use clap::Parser;
 
 /// Command line.
@@ -114,7 +116,7 @@ struct Args {
     timeout_s: u64,
 }
 
-/// Nodes that have run `on_start`.
+/// Nodes that have run `started`.
 static NODES_STARTED: AtomicUsize = AtomicUsize::new(0);
 /// Plain actors that have run `started`.
 static PLAIN_STARTED: AtomicUsize = AtomicUsize::new(0);
@@ -137,21 +139,27 @@ fn epoch() -> Instant {
 
 /// An idle node: it never gets a message. Its state is its index, so that a snapshot can be
 /// checked against what the nodes were built with.
+#[derive(Snapshot)]
+#[snapshot(state_type = u32, state_fn = Self::record)]
 struct Idle {
     index: u32,
 }
 
-impl Snapshottable for Idle {
-    type State = u32;
-
-    fn snapshot_state(&self) -> u32 {
+impl Idle {
+    /// The state recorded at a cut; counts the records so that the example can tell when
+    /// the last node of a round took its state.
+    fn record(&self) -> u32 {
         if RECORDED.fetch_add(1, Ordering::AcqRel) + 1 == EXPECTED.load(Ordering::Acquire) {
             LAST_RECORD_NS.store(epoch().elapsed().as_nanos() as u64, Ordering::Release);
         }
         self.index
     }
+}
 
-    fn on_start(&mut self, _ctx: &mut SnapCtx<Self>) {
+impl Actor for Idle {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
         NODES_STARTED.fetch_add(1, Ordering::Relaxed);
     }
 }

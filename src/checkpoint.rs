@@ -34,16 +34,23 @@
 //! ```
 //! use std::time::Duration;
 //! use actix_snapshot::checkpoint::{CheckpointConfig, CheckpointStore, Checkpointer, FsStore};
-//! use actix_snapshot::{Receive, SnapCtx, SnapshotGroup, Snapshottable};
+//! use actix::prelude::*;
+//! use actix_snapshot::{Snapshot, SnapshotGroup};
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// "Add this much".
+//! #[derive(Message, Serialize, Deserialize)]
+//! #[rtype(result = "()")]
+//! struct Add(u64);
 //!
 //! /// Counts what it was told to add.
+//! #[derive(Snapshot)]
+//! #[snapshot(state = total, messages(Add))]
 //! struct Counter { total: u64 }
-//! impl Snapshottable for Counter {
-//!     type State = u64;
-//!     fn snapshot_state(&self) -> u64 { self.total }
-//! }
-//! impl Receive<u64> for Counter {
-//!     fn receive(&mut self, n: u64, _ctx: &mut SnapCtx<Self>) { self.total += n; }
+//! impl Actor for Counter { type Context = Context<Self>; }
+//! impl Handler<Add> for Counter {
+//!     type Result = ();
+//!     fn handle(&mut self, n: Add, _ctx: &mut Context<Self>) { self.total += n.0; }
 //! }
 //!
 //! # #[actix::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -52,11 +59,11 @@
 //!
 //! let mut b = SnapshotGroup::builder();
 //! let c = b.node::<Counter>("counter");
-//! let input = b.ingress::<u64, _>("input", c);
+//! let input = b.ingress::<Add, _>("input", c);
 //! b.actor(c, |restored| Counter { total: restored.unwrap_or(0) });
 //! let group = b.start()?;
-//! input.send(40)?;
-//! input.send(2)?;
+//! input.send(Add(40))?;
+//! input.send(Add(2))?;
 //!
 //! // A checkpoint every 20 ms; keep the newest 2.
 //! let (tx, mut reports) = futures::channel::mpsc::unbounded();
@@ -79,7 +86,7 @@
 //! assert!(latest.skipped.is_empty());
 //! let mut b = SnapshotGroup::builder();
 //! let c = b.node::<Counter>("counter");
-//! let input = b.ingress::<u64, _>("input", c);
+//! let input = b.ingress::<Add, _>("input", c);
 //! b.actor(c, |restored| Counter { total: restored.unwrap_or(0) });
 //! let group = b.restore(&latest.snapshot)?;
 //! assert_eq!(input.next_offset(), 2);           // both inputs were handled before the cut

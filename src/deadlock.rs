@@ -1,7 +1,8 @@
 //! Deadlock detection on a consistent snapshot: the wait-for graph and its cycles.
 //!
-//! An actor tells what it waits for through
-//! [`Snapshottable::waits_for`](crate::Snapshottable::waits_for); each snapshot records the
+//! An actor tells what it waits for through `#[snapshot(waits_for = path)]` on its
+//! `#[derive(Snapshot)]` ([`Snapshottable::waits_for`](crate::Snapshottable::waits_for));
+//! each snapshot records the
 //! list per node ([`NodeSnapshot::waits_for`](crate::snapshot::NodeSnapshot::waits_for)).
 //! [`WaitForGraph::from_snapshot`] turns one snapshot into a graph with an edge
 //! `i -> j` for each node `j` that node `i` waits for, and [`WaitForGraph::deadlocks`]
@@ -42,28 +43,38 @@
 //! [`Monitor`](crate::monitor::Monitor) as a check.
 //!
 //! ```
-//! use actix_snapshot::{NodeId, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+//! use actix::prelude::*;
+//! use actix_snapshot::{NodeId, Snapshot, SnapshotGroup};
 //! use actix_snapshot::deadlock::WaitForGraph;
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// "Wait for node `.0`".
+//! #[derive(Message, Serialize, Deserialize)]
+//! #[rtype(result = "()")]
+//! struct WaitOn(u64);
 //!
 //! /// Waits for the node it was told to wait for.
+//! #[derive(Snapshot)]
+//! #[snapshot(state_type = (), state_fn = Self::state, waits_for = Self::waits, messages(WaitOn))]
 //! struct Waiter { on: Option<NodeId> }
-//! impl Snapshottable for Waiter {
-//!     type State = ();
-//!     fn snapshot_state(&self) {}
-//!     fn waits_for(&self) -> Vec<NodeId> { self.on.into_iter().collect() }
+//! impl Waiter {
+//!     fn state(&self) {}
+//!     fn waits(&self) -> Vec<NodeId> { self.on.into_iter().collect() }
 //! }
-//! impl Receive<u64> for Waiter {
-//!     fn receive(&mut self, on: u64, _ctx: &mut SnapCtx<Self>) { self.on = Some(NodeId(on)); }
+//! impl Actor for Waiter { type Context = Context<Self>; }
+//! impl Handler<WaitOn> for Waiter {
+//!     type Result = ();
+//!     fn handle(&mut self, on: WaitOn, _ctx: &mut Context<Self>) { self.on = Some(NodeId(on.0)); }
 //! }
 //!
 //! # #[actix::main] async fn main() {
 //! let mut b = SnapshotGroup::builder();
 //! let (x, y, z) = (b.node::<Waiter>("x"), b.node::<Waiter>("y"), b.node::<Waiter>("z"));
-//! let (tx, ty) = (b.ingress::<u64, _>("tx", x), b.ingress::<u64, _>("ty", y));
+//! let (tx, ty) = (b.ingress::<WaitOn, _>("tx", x), b.ingress::<WaitOn, _>("ty", y));
 //! for n in [x, y, z] { b.actor(n, |_| Waiter { on: None }); }
 //! let group = b.start().unwrap();
-//! tx.send(y.id().0).unwrap();           // x waits for y
-//! ty.send(x.id().0).unwrap();           // y waits for x: a deadlock
+//! tx.send(WaitOn(y.id().0)).unwrap();   // x waits for y
+//! ty.send(WaitOn(x.id().0)).unwrap();   // y waits for x: a deadlock
 //! let snap = loop {                     // until both messages were handled
 //!     let snap = group.snapshot().await.unwrap();
 //!     if snap.ingress_offset("ty").unwrap() == 1 && snap.ingress_offset("tx").unwrap() == 1 {

@@ -27,21 +27,23 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use actix_snapshot::{Out, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+//! use actix::prelude::*;
+//! use actix_snapshot::{Out, Snapshot, SnapshotGroup};
 //! use actix_snapshot::monitor::{Monitor, Violation};
 //! use futures::StreamExt;
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Serialize, Deserialize)]
+//! #[derive(Message, Serialize, Deserialize)]
+//! #[rtype(result = "()")]
 //! struct Transfer { amount: u64 }
 //!
+//! #[derive(Snapshot)]
+//! #[snapshot(state = balance, messages(Transfer))]
 //! struct Branch { balance: u64, peer: Out<Transfer> }
-//! impl Snapshottable for Branch {
-//!     type State = u64;
-//!     fn snapshot_state(&self) -> u64 { self.balance }
-//! }
-//! impl Receive<Transfer> for Branch {
-//!     fn receive(&mut self, t: Transfer, _ctx: &mut SnapCtx<Self>) {
+//! impl Actor for Branch { type Context = Context<Self>; }
+//! impl Handler<Transfer> for Branch {
+//!     type Result = ();
+//!     fn handle(&mut self, t: Transfer, _ctx: &mut Context<Self>) {
 //!         self.balance += t.amount;
 //!         let half = self.balance / 2;
 //!         self.balance -= half;

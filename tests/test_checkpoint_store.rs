@@ -8,12 +8,14 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use actix::prelude::*;
 use actix_snapshot::checkpoint::{
     CheckpointError, CheckpointStore, FsStore, TEMP_PREFIX, file_name, parse_file_name,
 };
 use actix_snapshot::snapshot::{CHECKSUM_LEN, FORMAT_VERSION, HEADER_LEN};
-use actix_snapshot::{DecodeError, GlobalSnapshot, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+use actix_snapshot::{DecodeError, GlobalSnapshot, Snapshot, SnapshotGroup};
 use common::*;
+use serde::{Deserialize, Serialize};
 
 /// A real snapshot of a 3-node token ring with tokens in flight.
 async fn ring_snapshot() -> GlobalSnapshot {
@@ -420,24 +422,30 @@ async fn a_store_whose_directory_vanished_fails_to_write_cleanly() {
 }
 
 /// A node whose state is a large blob, for snapshots bigger than a file size limit.
-struct Blob(Vec<u8>);
-impl Snapshottable for Blob {
-    type State = Vec<u8>;
-    fn snapshot_state(&self) -> Vec<u8> {
-        self.0.clone()
-    }
+#[derive(Snapshot)]
+#[snapshot(state = bytes, messages(Byte))]
+struct Blob {
+    bytes: Vec<u8>,
 }
-impl Receive<u8> for Blob {
-    fn receive(&mut self, b: u8, _ctx: &mut SnapCtx<Self>) {
-        self.0.push(b);
+impl Actor for Blob {
+    type Context = Context<Self>;
+}
+/// One more byte for a [`Blob`].
+#[derive(Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+struct Byte(u8);
+impl Handler<Byte> for Blob {
+    type Result = ();
+    fn handle(&mut self, Byte(b): Byte, _ctx: &mut Context<Self>) {
+        self.bytes.push(b);
     }
 }
 
 async fn blob_snapshot(size: usize) -> GlobalSnapshot {
     let mut b = SnapshotGroup::builder();
     let n = b.node::<Blob>("blob");
-    b.actor(n, move |_| {
-        Blob((0..size).map(|i| (i % 251) as u8).collect())
+    b.actor(n, move |_| Blob {
+        bytes: (0..size).map(|i| (i % 251) as u8).collect(),
     });
     let group = b.start().unwrap();
     let snap = group.snapshot().await.unwrap();

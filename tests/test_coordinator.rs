@@ -12,12 +12,13 @@ use std::fs;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix::prelude::*;
 use actix_snapshot::checkpoint::{
     CheckpointConfig, CheckpointEntry, CheckpointError, CheckpointReport, CheckpointStore,
     Checkpointer, FsStore, file_name,
 };
 use actix_snapshot::{
-    GlobalSnapshot, NodeAddr, NodeId, Receive, SnapCtx, SnapshotError, SnapshotGroup, Snapshottable,
+    GlobalSnapshot, NodeAddr, NodeContext, NodeId, Snapshot, SnapshotError, SnapshotGroup,
 };
 use common::*;
 use futures::StreamExt;
@@ -307,17 +308,23 @@ async fn a_stopped_node_leaves_and_later_checkpoints_succeed_without_it() {
 }
 
 /// An actor that blocks its thread, then panics, when told to.
+#[derive(Snapshot)]
+#[snapshot(state_type = (), state_fn = Bomb::no_state, messages(Explode))]
 struct Bomb;
-impl Snapshottable for Bomb {
-    type State = ();
-    fn snapshot_state(&self) {}
+impl Bomb {
+    fn no_state(&self) {}
 }
-#[derive(Serialize, Deserialize)]
+impl Actor for Bomb {
+    type Context = Context<Self>;
+}
+#[derive(Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
 struct Explode {
     after_ms: u64,
 }
-impl Receive<Explode> for Bomb {
-    fn receive(&mut self, e: Explode, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Explode> for Bomb {
+    type Result = ();
+    fn handle(&mut self, e: Explode, _ctx: &mut Context<Self>) {
         std::thread::sleep(Duration::from_millis(e.after_ms));
         panic!("the bomb went off");
     }
@@ -361,7 +368,7 @@ async fn a_panicked_node_fails_the_round_it_owed_and_later_checkpoints_succeed()
     while handle.stats().completed < 2 {
         actix::clock::sleep(Duration::from_millis(5)).await;
     }
-    bomb.send(Explode { after_ms: 300 });
+    bomb.do_send(Explode { after_ms: 300 });
     let failed_round = match handle.join().await {
         Err(CheckpointError::TooManyFailures { failures: 1, last }) => match *last {
             CheckpointError::Snapshot(SnapshotError::NodePanicked {
@@ -607,17 +614,21 @@ struct RelayState {
     peers: Vec<NodeAddr<Relay>>,
 }
 
+#[derive(Snapshot)]
+#[snapshot(state = st, messages(Hop, Cmd))]
 struct Relay {
     st: RelayState,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
 struct Hop {
     id: u64,
     ttl: u32,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
 enum Cmd {
     Meet(NodeAddr<Relay>),
     Forget(NodeId),
@@ -627,20 +638,18 @@ enum Cmd {
     Child(String),
 }
 
-impl Snapshottable for Relay {
-    type State = RelayState;
-    fn snapshot_state(&self) -> RelayState {
-        self.st.clone()
-    }
+impl Actor for Relay {
+    type Context = Context<Self>;
 }
 
-impl Receive<Hop> for Relay {
-    fn receive(&mut self, h: Hop, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Hop> for Relay {
+    type Result = ();
+    fn handle(&mut self, h: Hop, _ctx: &mut Context<Self>) {
         if h.ttl == 0 || self.st.peers.is_empty() {
             self.st.held.insert(h.id);
         } else {
             let k = (h.id + u64::from(h.ttl)) as usize % self.st.peers.len();
-            self.st.peers[k].send(Hop {
+            self.st.peers[k].do_send(Hop {
                 id: h.id,
                 ttl: h.ttl - 1,
             });
@@ -648,21 +657,22 @@ impl Receive<Hop> for Relay {
     }
 }
 
-impl Receive<Cmd> for Relay {
-    fn receive(&mut self, c: Cmd, ctx: &mut SnapCtx<Self>) {
+impl Handler<Cmd> for Relay {
+    type Result = ();
+    fn handle(&mut self, c: Cmd, ctx: &mut Context<Self>) {
         match c {
             Cmd::Meet(p) => self.st.peers.push(p),
             Cmd::Forget(id) => self.st.peers.retain(|p| p.id() != id),
             Cmd::Leave => {
                 for id in std::mem::take(&mut self.st.held) {
-                    self.st.peers[0].send(Hop { id, ttl: 0 });
+                    self.st.peers[0].do_send(Hop { id, ttl: 0 });
                 }
                 ctx.stop();
             }
             Cmd::Child(name) => {
-                let me = ctx.addr();
+                let me = ctx.node_addr().expect("a handler runs inside its node");
                 let child = ctx
-                    .spawn(name, move || Relay {
+                    .spawn_node(name, move || Relay {
                         st: RelayState {
                             held: BTreeSet::new(),
                             peers: vec![me],
@@ -670,7 +680,7 @@ impl Receive<Cmd> for Relay {
                     })
                     .expect("child spawns");
                 if let Some(id) = self.st.held.pop_first() {
-                    child.send(Hop { id, ttl: 0 });
+                    child.do_send(Hop { id, ttl: 0 });
                 }
                 self.st.peers.push(child);
             }
@@ -720,11 +730,11 @@ async fn checkpoints_of_a_dynamic_group_follow_its_members_and_restore() {
     let c = group.spawn("c", relay).unwrap();
     for (x, peers) in [(&a, [&bb, &c]), (&bb, [&a, &c]), (&c, [&a, &bb])] {
         for p in peers {
-            x.send(Cmd::Meet(p.clone()));
+            x.do_send(Cmd::Meet(p.clone()));
         }
     }
     for id in 0..TOKENS {
-        a.send(Hop { id, ttl: 50 });
+        a.do_send(Hop { id, ttl: 50 });
     }
     let dir = tempfile::tempdir().unwrap();
     let store = FsStore::create(dir.path()).unwrap();
@@ -748,10 +758,10 @@ async fn checkpoints_of_a_dynamic_group_follow_its_members_and_restore() {
         actix::clock::sleep(Duration::from_millis(5)).await;
     }
     // c leaves (its tokens go to a), a spawns a child d.
-    a.send(Cmd::Forget(c.id()));
-    bb.send(Cmd::Forget(c.id()));
-    c.send(Cmd::Leave);
-    a.send(Cmd::Child("d".into()));
+    a.do_send(Cmd::Forget(c.id()));
+    bb.do_send(Cmd::Forget(c.id()));
+    c.do_send(Cmd::Leave);
+    a.do_send(Cmd::Child("d".into()));
     let shape = |s: &GlobalSnapshot| s.nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
     while !snaps
         .lock()
@@ -796,8 +806,8 @@ async fn checkpoints_of_a_dynamic_group_follow_its_members_and_restore() {
     b.actor(ra, |st| Relay {
         st: st.expect("restored"),
     });
-    b.restorable::<Relay>(|st| Relay { st })
-        .accepts::<Relay, Hop>();
+    // Relay's messages (Hop, Cmd) are registered by its derive; no `accepts` needed.
+    b.restorable::<Relay>(|st| Relay { st });
     let group = b.restore(&latest).expect("restores");
     let again = group.snapshot().await.unwrap();
     assert_eq!(shape(&again), ["a", "b", "d"]);

@@ -10,9 +10,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use actix::prelude::*;
 use actix_snapshot::{
-    BuildError, GlobalSnapshot, NodeId, Out, Receive, SnapCtx, SnapshotError, SnapshotGroup,
-    SnapshotOptions, Snapshottable,
+    BuildError, GlobalSnapshot, NodeId, Out, Snapshot, SnapshotError, SnapshotGroup,
+    SnapshotOptions,
 };
 use common::*;
 use futures::future::join_all;
@@ -397,34 +398,41 @@ async fn a_stopped_node_leaves_and_later_rounds_succeed_without_it() {
     net.group.shutdown();
 }
 
-/// An actor that panics on `true` and counts `false`; on `Pass` it sends `false` to every
-/// peer.
+/// An actor that panics on `Explode(true)` and counts `Explode(false)`; on `Pass` it sends
+/// `Explode(false)` to every peer.
+#[derive(Snapshot)]
+#[snapshot(state = got, messages(Explode, Pass))]
 struct Bomb {
-    peers: Vec<Out<bool>>,
+    peers: Vec<Out<Explode>>,
     got: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Whether the receiving `Bomb` panics (`true`) or counts the message (`false`).
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+struct Explode(bool);
+
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
 struct Pass;
 
-impl Snapshottable for Bomb {
-    type State = u64;
-    fn snapshot_state(&self) -> u64 {
-        self.got
-    }
+impl Actor for Bomb {
+    type Context = Context<Self>;
 }
-impl Receive<bool> for Bomb {
-    fn receive(&mut self, explode: bool, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Explode> for Bomb {
+    type Result = ();
+    fn handle(&mut self, Explode(explode): Explode, _ctx: &mut Context<Self>) {
         if explode {
             panic!("the test asked this actor to panic");
         }
         self.got += 1;
     }
 }
-impl Receive<Pass> for Bomb {
-    fn receive(&mut self, _: Pass, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Pass> for Bomb {
+    type Result = ();
+    fn handle(&mut self, _: Pass, _ctx: &mut Context<Self>) {
         for p in &mut self.peers {
-            p.send(false);
+            p.send(Explode(false));
         }
     }
 }
@@ -449,10 +457,10 @@ async fn a_panicking_node_fails_only_the_rounds_it_owed() {
     let y = b.node::<Bomb>("calm");
     let z = b.node::<Bomb>("bomb2");
     let peers = vec![b.channel(y, x), b.channel(y, z)];
-    let fuse = b.ingress::<bool, _>("fuse", x);
-    let fuse2 = b.ingress::<bool, _>("fuse2", z);
+    let fuse = b.ingress::<Explode, _>("fuse", x);
+    let fuse2 = b.ingress::<Explode, _>("fuse2", z);
     let pass = b.ingress::<Pass, _>("pass", y);
-    let mut xy: Out<bool> = b.channel(x, y);
+    let mut xy: Out<Explode> = b.channel(x, y);
     b.actor(x, |_| bomb());
     b.actor(y, move |_| Bomb { peers, got: 0 });
     b.actor(z, |_| bomb());
@@ -462,7 +470,7 @@ async fn a_panicking_node_fails_only_the_rounds_it_owed() {
 
     // The fuse is ahead of both rounds' starts in bomb's mailbox: bomb owes both a record
     // and panics first. Both fail, naming it.
-    fuse.send(true).unwrap();
+    fuse.send(Explode(true)).unwrap();
     let owed = join_all([group.snapshot(), group.snapshot()]).await;
     for (k, r) in owed.into_iter().enumerate() {
         match r {
@@ -481,13 +489,13 @@ async fn a_panicking_node_fails_only_the_rounds_it_owed() {
 
     // Later rounds go on without bomb, also while calm sends to bomb's tombstone.
     pass.send(Pass).unwrap();
-    xy.send(false); // from outside to calm; never a panic
+    xy.send(Explode(false)); // from outside to calm; never a panic
     let mut later = None;
     for _ in 0..100 {
         let s = group.snapshot().await.expect("bomb is gone, not failing");
         assert_eq!(names(&s), ["calm", "bomb2"]);
         let got2 = s.state::<Bomb>("bomb2").unwrap();
-        let in_flight2 = s.path_messages::<bool>("calm", "bomb2").unwrap().len() as u64;
+        let in_flight2 = s.path_messages::<Explode>("calm", "bomb2").unwrap().len() as u64;
         assert_eq!(got2 + in_flight2, 1, "calm's message to bomb2, once");
         if got2 == 1 && s.state::<Bomb>("calm").unwrap() == 1 {
             later = Some(s);
@@ -500,7 +508,7 @@ async fn a_panicking_node_fails_only_the_rounds_it_owed() {
     // A round bomb2 recorded before panicking does not fail: its start is ahead of the fuse.
     let mut round = Box::pin(group.snapshot());
     assert!(futures::poll!(&mut round).is_pending());
-    fuse2.send(true).unwrap();
+    fuse2.send(Explode(true)).unwrap();
     let recorded = round
         .await
         .expect("bomb2 recorded this round before it panicked");
@@ -544,7 +552,7 @@ async fn builder_errors_are_typed() {
 
     let mut b = SnapshotGroup::builder();
     let x = b.node::<Bomb>("x");
-    let _i1 = b.ingress::<bool, _>("in", x);
+    let _i1 = b.ingress::<Explode, _>("in", x);
     let _i2 = b.ingress::<Pass, _>("in", x);
     b.actor(x, |_| bomb());
     assert_eq!(
@@ -556,7 +564,7 @@ async fn builder_errors_are_typed() {
     let foreign = other.node::<Bomb>("f");
     let mut b = SnapshotGroup::builder();
     let mine = b.node::<Bomb>("m");
-    let _out: Out<bool> = b.channel(mine, foreign);
+    let _out: Out<Explode> = b.channel(mine, foreign);
     b.actor(mine, |_| bomb());
     assert!(matches!(b.start(), Err(BuildError::ForeignNode(_))));
 

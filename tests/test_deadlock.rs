@@ -10,22 +10,33 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use actix::{Actor, ActorContext, Context, Handler, Message};
 use actix_snapshot::deadlock::{WaitForGraph, find_deadlocks};
 use actix_snapshot::snapshot::PathSnapshot;
-use actix_snapshot::{GlobalSnapshot, NodeId, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+use actix_snapshot::{GlobalSnapshot, NodeId, Snapshot, SnapshotGroup};
 use dining::{Fork, Order, Phase, Philosopher, Timing, fork_name, phil_name};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------
 // Graph logic on a real snapshot whose waits and in-flight messages are set by hand.
 
+/// The message of the mesh's links (an actix message, so a newtype of `u8`).
+#[derive(Message, serde::Serialize, serde::Deserialize)]
+#[rtype(result = "()")]
+struct Byte(u8);
+
+#[derive(Snapshot)]
+#[snapshot(state_type = (), state_fn = Self::state, messages(Byte))]
 struct Idle;
-impl Snapshottable for Idle {
-    type State = ();
-    fn snapshot_state(&self) {}
+impl Idle {
+    fn state(&self) {}
 }
-impl Receive<u8> for Idle {
-    fn receive(&mut self, _: u8, _ctx: &mut SnapCtx<Self>) {}
+impl Actor for Idle {
+    type Context = Context<Self>;
+}
+impl Handler<Byte> for Idle {
+    type Result = ();
+    fn handle(&mut self, _: Byte, _ctx: &mut Context<Self>) {}
 }
 
 const MESH: usize = 6;
@@ -42,7 +53,7 @@ fn idle_mesh() -> GlobalSnapshot {
                 for &f in &nodes {
                     for &t in &nodes {
                         if f.id() != t.id() {
-                            let _out = b.channel::<u8, _, _>(f, t);
+                            let _out = b.channel::<Byte, _, _>(f, t);
                         }
                     }
                 }
@@ -67,7 +78,7 @@ fn path(from: u32, to: u32, k: usize) -> PathSnapshot {
     serde_json::from_value(serde_json::json!({
         "from": from,
         "to": to,
-        "message_type": "u8",
+        "message_type": "Byte",
         "messages": vec![[0x07]; k],
     }))
     .expect("a path")
@@ -240,25 +251,28 @@ fn sparse_ids_name_the_right_nodes() {
 }
 
 /// Waits for the nodes it is told to; leaves when told to.
+#[derive(Snapshot)]
+#[snapshot(state = on, waits_for = Self::waits, messages(W))]
 struct Waiter {
     on: Vec<NodeId>,
 }
-impl Snapshottable for Waiter {
-    type State = Vec<NodeId>;
-    fn snapshot_state(&self) -> Vec<NodeId> {
-        self.on.clone()
-    }
-    fn waits_for(&self) -> Vec<NodeId> {
+impl Waiter {
+    fn waits(&self) -> Vec<NodeId> {
         self.on.clone()
     }
 }
-#[derive(serde::Serialize, serde::Deserialize)]
+impl Actor for Waiter {
+    type Context = Context<Self>;
+}
+#[derive(Message, serde::Serialize, serde::Deserialize)]
+#[rtype(result = "()")]
 enum W {
     WaitOn(NodeId),
     Bye,
 }
-impl Receive<W> for Waiter {
-    fn receive(&mut self, w: W, ctx: &mut SnapCtx<Self>) {
+impl Handler<W> for Waiter {
+    type Result = ();
+    fn handle(&mut self, w: W, ctx: &mut Context<Self>) {
         match w {
             W::WaitOn(id) => self.on.push(id),
             W::Bye => ctx.stop(),
@@ -276,13 +290,13 @@ async fn a_dynamic_group_with_departed_nodes_is_read_by_id() {
                 .unwrap()
         })
         .collect();
-    w[1].send(W::Bye);
-    w[3].send(W::Bye);
+    w[1].do_send(W::Bye);
+    w[3].do_send(W::Bye);
     // w0 and w4 wait for each other; w2 waits for w1 and w3, which have left.
-    w[0].send(W::WaitOn(w[4].id()));
-    w[4].send(W::WaitOn(w[0].id()));
-    w[2].send(W::WaitOn(w[1].id()));
-    w[2].send(W::WaitOn(w[3].id()));
+    w[0].do_send(W::WaitOn(w[4].id()));
+    w[4].do_send(W::WaitOn(w[0].id()));
+    w[2].do_send(W::WaitOn(w[1].id()));
+    w[2].do_send(W::WaitOn(w[3].id()));
     let snap = loop {
         let snap = group.snapshot().await.unwrap();
         let told: usize = snap.states::<Waiter>().unwrap().map(|s| s.len()).sum();

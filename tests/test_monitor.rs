@@ -8,10 +8,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use actix::{Actor, ActorContext, Context, Handler, Message};
 use actix_snapshot::monitor::{Monitor, MonitorError, MonitorEvent, Violation};
 use actix_snapshot::{
-    GlobalSnapshot, Ingress, Out, Receive, SnapCtx, SnapshotError, SnapshotGroup, SnapshotOptions,
-    Snapshottable,
+    GlobalSnapshot, Ingress, Out, Snapshot, SnapshotError, SnapshotGroup, SnapshotOptions,
 };
 use futures::StreamExt;
 use rand::rngs::SmallRng;
@@ -20,13 +20,15 @@ use serde::{Deserialize, Serialize};
 
 const START_BALANCE: u64 = 1_000;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct Transfer {
     amount: u64,
 }
 
 /// Block the branch's thread for that many milliseconds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct Stall(u64);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -37,6 +39,8 @@ struct Books {
     created: u64,
 }
 
+#[derive(Snapshot)]
+#[snapshot(state = books, messages(Transfer, Stall))]
 struct Branch {
     books: Books,
     outs: Vec<Out<Transfer>>,
@@ -45,15 +49,13 @@ struct Branch {
     bug_every: Option<u64>,
 }
 
-impl Snapshottable for Branch {
-    type State = Books;
-    fn snapshot_state(&self) -> Books {
-        self.books.clone()
-    }
+impl Actor for Branch {
+    type Context = Context<Self>;
 }
 
-impl Receive<Transfer> for Branch {
-    fn receive(&mut self, t: Transfer, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Transfer> for Branch {
+    type Result = ();
+    fn handle(&mut self, t: Transfer, _ctx: &mut Context<Self>) {
         self.books.received += 1;
         self.books.balance += t.amount;
         if let Some(k) = self.bug_every
@@ -69,8 +71,9 @@ impl Receive<Transfer> for Branch {
     }
 }
 
-impl Receive<Stall> for Branch {
-    fn receive(&mut self, Stall(ms): Stall, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Stall> for Branch {
+    type Result = ();
+    fn handle(&mut self, Stall(ms): Stall, _ctx: &mut Context<Self>) {
         std::thread::sleep(Duration::from_millis(ms));
     }
 }
@@ -420,18 +423,24 @@ async fn a_panicking_check_is_a_violation_and_the_monitor_goes_on() {
 }
 
 /// A node outside the money flow: stops, or blocks its thread and panics, when told to.
+#[derive(Snapshot)]
+#[snapshot(state_type = (), state_fn = Self::state, messages(Order))]
 struct Bystander;
-impl Snapshottable for Bystander {
-    type State = ();
-    fn snapshot_state(&self) {}
+impl Bystander {
+    fn state(&self) {}
 }
-#[derive(Serialize, Deserialize)]
+impl Actor for Bystander {
+    type Context = Context<Self>;
+}
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 enum Order {
     Stop,
     PanicAfter(u64),
 }
-impl Receive<Order> for Bystander {
-    fn receive(&mut self, o: Order, ctx: &mut SnapCtx<Self>) {
+impl Handler<Order> for Bystander {
+    type Result = ();
+    fn handle(&mut self, o: Order, ctx: &mut Context<Self>) {
         match o {
             Order::Stop => ctx.stop(),
             Order::PanicAfter(ms) => {
@@ -476,7 +485,7 @@ async fn a_node_that_stops_is_no_failure_a_panic_fails_the_round_it_owed() {
     wait_checked(3).await;
 
     // The quitter stops: it leaves the group; no round fails.
-    quitter.send(Order::Stop);
+    quitter.do_send(Order::Stop);
     while log.borrow().last().is_none_or(|e| e.1) {
         actix::clock::sleep(Duration::from_millis(2)).await;
     }
@@ -490,7 +499,7 @@ async fn a_node_that_stops_is_no_failure_a_panic_fails_the_round_it_owed() {
 
     // The bomb blocks arbiter 2 for 300 ms, then panics: the round started meanwhile (the
     // branches record; the monitor starts one round every 2 ms) fails, naming it.
-    bomb.send(Order::PanicAfter(300));
+    bomb.do_send(Order::PanicAfter(300));
     let Some(MonitorEvent::SnapshotFailed { error, .. }) =
         next_event(&mut events, Duration::from_secs(10)).await
     else {

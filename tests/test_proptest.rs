@@ -113,7 +113,7 @@ fn group_case() -> impl Strategy<Value = GroupCase> {
             )
         })
         .prop_map(|(n, edges, early, waves, arbiters, seed)| {
-            // Self-loops with endless tokens are kept: the wrapper yields its arbiter every
+            // Self-loops with endless tokens are kept: a node task yields its arbiter every
             // 4096 messages, so such a node cannot starve the others (it did before).
             let edges = dedup_edges(edges);
             GroupCase {

@@ -10,14 +10,15 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use actix::{Actor, Context, Handler, Message};
 use actix_snapshot::{
-    BuildError, GlobalSnapshot, GroupBuilder, Ingress, Out, Receive, SnapCtx, SnapshotGroup,
-    Snapshottable,
+    BuildError, GlobalSnapshot, GroupBuilder, Ingress, Out, Snapshot, SnapshotGroup,
 };
 use serde::{Deserialize, Serialize};
 
 /// A note passed between ledgers. `seq` is the sender's count on its channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct Note {
     from: u32,
     seq: u64,
@@ -25,7 +26,8 @@ struct Note {
 }
 
 /// From outside: send `amount` to the next ledger.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct Pay(u64);
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -36,28 +38,29 @@ struct Books {
     next_seq: u64,
 }
 
+#[derive(Snapshot)]
+#[snapshot(state = books, messages(Note, Pay))]
 struct Ledger {
     me: u32,
     next: Out<Note>,
     books: Books,
 }
 
-impl Snapshottable for Ledger {
-    type State = Books;
-    fn snapshot_state(&self) -> Books {
-        self.books.clone()
-    }
+impl Actor for Ledger {
+    type Context = Context<Self>;
 }
 
-impl Receive<Note> for Ledger {
-    fn receive(&mut self, n: Note, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Note> for Ledger {
+    type Result = ();
+    fn handle(&mut self, n: Note, _ctx: &mut Context<Self>) {
         self.books.balance += n.amount as i64;
         self.books.received.push((n.from, n.seq));
     }
 }
 
-impl Receive<Pay> for Ledger {
-    fn receive(&mut self, Pay(amount): Pay, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Pay> for Ledger {
+    type Result = ();
+    fn handle(&mut self, Pay(amount): Pay, _ctx: &mut Context<Self>) {
         self.books.balance -= amount as i64;
         self.next.send(Note {
             from: self.me,
@@ -439,15 +442,30 @@ struct WalletV2 {
 
 static UPGRADES: AtomicUsize = AtomicUsize::new(0);
 
+/// Cents paid into a wallet.
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+struct Cents(u64);
+
+#[derive(Snapshot)]
+#[snapshot(
+    state_type = WalletV2,
+    state_fn = Self::state,
+    version = 2,
+    upgrade = Self::upgrade,
+    messages(Cents)
+)]
 struct Wallet(WalletV2);
 
-impl Snapshottable for Wallet {
-    type State = WalletV2;
-    const STATE_VERSION: u32 = 2;
-    fn snapshot_state(&self) -> WalletV2 {
+impl Actor for Wallet {
+    type Context = Context<Self>;
+}
+
+impl Wallet {
+    fn state(&self) -> WalletV2 {
         self.0.clone()
     }
-    fn upgrade_state(version: u32, state: &[u8]) -> Result<WalletV2, String> {
+    fn upgrade(version: u32, state: &[u8]) -> Result<WalletV2, String> {
         UPGRADES.fetch_add(1, Ordering::SeqCst);
         match version {
             1 => {
@@ -462,8 +480,9 @@ impl Snapshottable for Wallet {
     }
 }
 
-impl Receive<u64> for Wallet {
-    fn receive(&mut self, cents: u64, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Cents> for Wallet {
+    type Result = ();
+    fn handle(&mut self, Cents(cents): Cents, _ctx: &mut Context<Self>) {
         self.0.cents += cents;
     }
 }
@@ -500,7 +519,7 @@ async fn an_old_state_version_is_upgraded_on_restore() {
     let group = wallet_builder().restore(&snap).expect("v1 upgrades to v2");
     assert!(
         UPGRADES.load(Ordering::SeqCst) > calls,
-        "upgrade_state called"
+        "the upgrade hook was called"
     );
     let again = group.snapshot().await.unwrap();
     group.shutdown();
@@ -554,13 +573,17 @@ async fn an_unknown_state_version_is_a_named_error() {
     ));
 }
 
-/// An actor type without `upgrade_state`: the default refuses every other version.
+/// An actor type without `upgrade`: the default refuses every other version.
+#[derive(Snapshot)]
+#[snapshot(state_type = u32, state_fn = Self::state)]
 struct Plain(u32);
-impl Snapshottable for Plain {
-    type State = u32;
-    fn snapshot_state(&self) -> u32 {
+impl Plain {
+    fn state(&self) -> u32 {
         self.0
     }
+}
+impl Actor for Plain {
+    type Context = Context<Self>;
 }
 
 #[actix::test]

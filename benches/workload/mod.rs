@@ -1,8 +1,9 @@
 //! The workload both benches share: the same token-forwarding actors written twice, once as
-//! plain actix actors (`Addr::do_send`, the baseline) and once as group nodes (`Out<M>` links
-//! declared on a `GroupBuilder`, each node run by a `NodeActor`), wired in the same shapes and
-//! placed on the same number of arbiters, so that every figure can be reported as a ratio
-//! against a baseline measured in the same run.
+//! plain actix actors (`Addr::do_send`, the baseline) and once as group nodes (actix actors
+//! with `#[derive(Snapshot)]`, started by the group and sending over `Out<M>` links declared
+//! on a `GroupBuilder`), wired in the same shapes and placed on the same number of arbiters,
+//! so that every figure can be reported as a ratio against a baseline measured in the same
+//! run. Both kinds share the forwarding logic ([`Router`]) and differ only in how they send.
 //!
 //! - Shapes ([`Shape`]): `ring` (i -> i+1), `mesh` (every node to every other), `star` (hub 0
 //!   to every leaf and back), `fan-in` (nodes 1.. send to sink 0).
@@ -24,9 +25,7 @@ use std::time::Duration;
 
 use actix::dev::channel::channel as mailbox;
 use actix::{Actor, Addr, Arbiter, Context, Handler, Message, MessageResult};
-use actix_snapshot::{
-    GroupBuilder, Ingress, NodeRef, Out, Receive, SnapCtx, SnapshotGroup, Snapshottable,
-};
+use actix_snapshot::{GroupBuilder, Ingress, NodeRef, Out, Snapshot, SnapshotGroup};
 use futures::channel::oneshot;
 use serde::{Deserialize, Serialize};
 
@@ -53,7 +52,8 @@ pub struct Burst {
 
 /// Makes a group node block its arbiter thread until its gate opens (holds a round's start
 /// back at every node of that arbiter).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
 pub struct Hold;
 
 /// The shape of a workload's channels.
@@ -182,7 +182,9 @@ pub struct NodeState {
     pub rr: u64,
 }
 
-/// The group version of a node.
+/// The group version of a node: a plain actix actor made a node by the derive.
+#[derive(Snapshot)]
+#[snapshot(state_type = NodeState, state_fn = Self::state, messages(Tok, Burst, Hold))]
 pub struct SNode {
     outs: Vec<Out<Tok>>,
     router: Router,
@@ -195,9 +197,13 @@ pub struct SNode {
     parked: Vec<Tok>,
 }
 
-impl Snapshottable for SNode {
-    type State = NodeState;
-    fn snapshot_state(&self) -> NodeState {
+impl Actor for SNode {
+    type Context = Context<Self>;
+}
+
+impl SNode {
+    /// The recorded state (called when the node records a round).
+    fn state(&self) -> NodeState {
         if let Some(r) = &self.recorded {
             r.store(true, Ordering::SeqCst);
         }
@@ -208,9 +214,10 @@ impl Snapshottable for SNode {
     }
 }
 
-impl Receive<Tok> for SNode {
+impl Handler<Tok> for SNode {
+    type Result = ();
     #[inline]
-    fn receive(&mut self, tok: Tok, _ctx: &mut SnapCtx<Self>) {
+    fn handle(&mut self, tok: Tok, _ctx: &mut Context<Self>) {
         if let Some(stw) = &self.stw {
             if tok.id == RESUME_ID {
                 let parked = std::mem::take(&mut self.parked);
@@ -234,8 +241,9 @@ impl Receive<Tok> for SNode {
     }
 }
 
-impl Receive<Burst> for SNode {
-    fn receive(&mut self, b: Burst, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Burst> for SNode {
+    type Result = ();
+    fn handle(&mut self, b: Burst, _ctx: &mut Context<Self>) {
         if let Some(out) = self.outs.first_mut() {
             for id in 0..b.count {
                 out.send(Tok { id, hops: 0 });
@@ -244,8 +252,9 @@ impl Receive<Burst> for SNode {
     }
 }
 
-impl Receive<Hold> for SNode {
-    fn receive(&mut self, _: Hold, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Hold> for SNode {
+    type Result = ();
+    fn handle(&mut self, _: Hold, _ctx: &mut Context<Self>) {
         if let Some((gate, holding)) = &self.gate {
             holding.store(true, Ordering::SeqCst);
             while !gate.load(Ordering::SeqCst) {

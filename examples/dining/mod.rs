@@ -10,7 +10,7 @@
 //! - `Order::Ordered`: forks are taken in increasing index (resource ordering); this can
 //!   never deadlock.
 //!
-//! Waits reported through `Snapshottable::waits_for`:
+//! Waits reported through `#[snapshot(waits_for = ..)]`:
 //! - a philosopher that asked for a fork and has not been granted it waits for that fork;
 //! - a fork with philosophers queued waits for its holder (to release it).
 //!
@@ -21,7 +21,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use actix_snapshot::{NodeId, Out, Receive, SnapCtx, SnapshotGroup, Snapshottable};
+use actix::{Actor, AsyncContext, Context, Handler, Message};
+use actix_snapshot::{NodeId, Out, Snapshot, SnapshotGroup};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,8 @@ pub enum Order {
 }
 
 /// Philosopher to fork.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 pub enum ToFork {
     /// Philosopher `phil` asks for the fork.
     Acquire { phil: u32 },
@@ -45,7 +47,8 @@ pub enum ToFork {
 }
 
 /// Fork to philosopher: the fork is yours.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 pub struct Granted {
     pub fork: u32,
 }
@@ -88,6 +91,8 @@ impl Default for Timing {
     }
 }
 
+#[derive(Snapshot)]
+#[snapshot(state = state, waits_for = Self::waits, messages(Granted))]
 pub struct Philosopher {
     me: u32,
     /// Forks in the order this philosopher takes them, with their node ids and channels.
@@ -105,7 +110,7 @@ fn pause(rng: &mut SmallRng, (lo, hi): (u64, u64)) -> Duration {
 }
 
 impl Philosopher {
-    fn think(&mut self, ctx: &mut SnapCtx<Self>) {
+    fn think(&mut self, ctx: &mut Context<Self>) {
         self.state.phase = Phase::Thinking;
         let d = pause(&mut self.rng, self.timing.think);
         ctx.run_later(d, |p, _| {
@@ -113,27 +118,26 @@ impl Philosopher {
             p.to_first.send(ToFork::Acquire { phil: p.me });
         });
     }
-}
 
-impl Snapshottable for Philosopher {
-    type State = PhilState;
-    fn snapshot_state(&self) -> PhilState {
-        self.state.clone()
-    }
-    fn waits_for(&self) -> Vec<NodeId> {
+    fn waits(&self) -> Vec<NodeId> {
         match self.state.phase {
             Phase::Waiting(f) if f == self.first.0 => vec![self.first.1],
             Phase::Waiting(_) => vec![self.second.1],
             _ => Vec::new(),
         }
     }
-    fn on_start(&mut self, ctx: &mut SnapCtx<Self>) {
+}
+
+impl Actor for Philosopher {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
         self.think(ctx);
     }
 }
 
-impl Receive<Granted> for Philosopher {
-    fn receive(&mut self, g: Granted, ctx: &mut SnapCtx<Self>) {
+impl Handler<Granted> for Philosopher {
+    type Result = ();
+    fn handle(&mut self, g: Granted, ctx: &mut Context<Self>) {
         self.state.holding.push(g.fork);
         if g.fork == self.first.0 {
             self.state.phase = Phase::Reaching;
@@ -164,6 +168,8 @@ pub struct ForkState {
     pub grants: u64,
 }
 
+#[derive(Snapshot)]
+#[snapshot(state = state, waits_for = Self::waits, messages(ToFork))]
 pub struct Fork {
     /// The two philosophers that use this fork: index, node id, channel to it.
     users: Vec<(u32, NodeId, Out<Granted>)>,
@@ -179,14 +185,8 @@ impl Fork {
             out.send(Granted { fork: self.me });
         }
     }
-}
 
-impl Snapshottable for Fork {
-    type State = ForkState;
-    fn snapshot_state(&self) -> ForkState {
-        self.state.clone()
-    }
-    fn waits_for(&self) -> Vec<NodeId> {
+    fn waits(&self) -> Vec<NodeId> {
         match self.state.holder {
             Some(h) if !self.state.queue.is_empty() => self
                 .users
@@ -199,8 +199,13 @@ impl Snapshottable for Fork {
     }
 }
 
-impl Receive<ToFork> for Fork {
-    fn receive(&mut self, m: ToFork, _ctx: &mut SnapCtx<Self>) {
+impl Actor for Fork {
+    type Context = Context<Self>;
+}
+
+impl Handler<ToFork> for Fork {
+    type Result = ();
+    fn handle(&mut self, m: ToFork, _ctx: &mut Context<Self>) {
         match m {
             ToFork::Acquire { phil } => {
                 if self.state.holder.is_none() {

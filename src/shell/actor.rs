@@ -351,6 +351,9 @@ pub fn control<A: Snapshottable>(act: &mut A, c: Control, ctx: &mut Context<A>) 
 /// queued or sent later is counted.
 struct NodeTask<A: Snapshottable> {
     fut: Option<ContextFut<A, Context<A>>>,
+    /// The context and actor before the first poll: actix runs `started` even when a context
+    /// that never ran is dropped, so the context is made only when the node really starts.
+    unstarted: Option<(Context<A>, A)>,
     cell: Rc<NodeCell>,
 }
 
@@ -359,9 +362,29 @@ impl<A: Snapshottable> Future for NodeTask<A> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        if this.cell.shared.is_stopped() && this.fut.is_none() {
+            // Shut down before it ran: its actor is dropped without having started.
+            this.cell.shut_down.set(true);
+            this.cell.meta.alive.store(false, Ordering::Release);
+            if let Some(unstarted) = this.unstarted.take() {
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(unstarted)));
+            }
+            return Poll::Ready(());
+        }
+        if let Some((ctx, actor)) = this.unstarted.take() {
+            this.fut = Some(ctx.into_future(actor));
+        }
         let Some(fut) = this.fut.as_mut() else {
             return Poll::Ready(());
         };
+        if this.cell.shared.is_stopped() {
+            // The group was shut down (a start or restore that failed on another node's
+            // constructor, an explicit shutdown): the node handles nothing more, not even
+            // what is already in its mailbox (a restore's in-flight messages).
+            this.cell.shut_down.set(true);
+            this.finish(None);
+            return Poll::Ready(());
+        }
         let scope = Scope::enter(&this.cell);
         let polled = catch_unwind(AssertUnwindSafe(|| {
             let r = Pin::new(fut).poll(cx);
@@ -418,6 +441,24 @@ impl<A: Snapshottable> NodeTask<A> {
 
 impl<A: Snapshottable> Drop for NodeTask<A> {
     fn drop(&mut self) {
+        if let Some(unstarted) = self.unstarted.take() {
+            // Never ran (its arbiter went away first): as a node that stopped at once.
+            self.cell.meta.alive.store(false, Ordering::Release);
+            if !self.cell.shut_down.get() && !self.cell.shared.is_stopped() {
+                let mut core =
+                    std::mem::replace(&mut *self.cell.core.borrow_mut(), NodeCore::new(0));
+                core.handle_stop();
+                let mut notes = Vec::new();
+                while let Some(n) = core.poll() {
+                    notes.push(n);
+                }
+                let mut notes = notes.into_iter();
+                self.cell
+                    .shared
+                    .notes(self.cell.meta.id, || notes.next(), Some(core));
+            }
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(unstarted)));
+        }
         if self.fut.is_some() {
             // Dropped without finishing: its arbiter went away, or the group was shut down
             // before it ran. Unless the group stopped it, the rounds it owed cannot complete.
@@ -519,9 +560,9 @@ pub(crate) fn start_node<A: Snapshottable>(
                     cell.meta.alive.store(false, Ordering::Release);
                     return Ok(());
                 }
-                let fut = Context::with_receiver(rx).into_future(actor);
                 actix_rt::spawn(NodeTask {
-                    fut: Some(fut),
+                    fut: None,
+                    unstarted: Some((Context::with_receiver(rx), actor)),
                     cell,
                 });
                 Ok(())

@@ -374,6 +374,8 @@ impl Shared {
             }
             st.tracker.handle_note(id, note);
         }
+        // The departure's failures name the node: process them while it is still known.
+        let mut finished = self.process(&mut st);
         if let Some(epoch) = gone {
             if let Some(node) = st.nodes.remove(&id) {
                 st.names.remove(&node.name);
@@ -386,7 +388,7 @@ impl Shared {
         if let Some(core) = tombstone.filter(|_| !st.stopped) {
             st.tombstones.insert(id, core);
         }
-        let finished = self.process(&mut st);
+        finished.extend(self.process(&mut st));
         drop(st);
         finish(finished);
     }
