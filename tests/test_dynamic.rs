@@ -5,26 +5,31 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use actix::prelude::*;
 use actix_snapshot::{
-    NodeAddr, Receive, SnapCtx, SnapshotError, SnapshotGroup, SnapshotOptions, Snapshottable,
+    NodeAddr, NodeContext, Snapshot, SnapshotError, SnapshotGroup, SnapshotOptions,
 };
 use serde::{Deserialize, Serialize};
 
 /// A token-passing node: holds tokens, forwards each to a peer it knows.
+#[derive(Snapshot)]
+#[snapshot(state = held, messages(Tok, Cmd))]
 struct Relay {
     held: BTreeSet<u64>,
     peers: Vec<NodeAddr<Relay>>,
     hops: u64,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Message, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[rtype(result = "()")]
 struct Tok {
     id: u64,
     ttl: u32,
 }
 
 /// Control from outside.
-#[derive(Serialize, Deserialize)]
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 enum Cmd {
     Meet(#[serde(skip)] Option<NodeAddr<Relay>>),
     Spawn(String),
@@ -33,37 +38,36 @@ enum Cmd {
     Stall(u64),
 }
 
-impl Snapshottable for Relay {
-    type State = BTreeSet<u64>;
-    fn snapshot_state(&self) -> BTreeSet<u64> {
-        self.held.clone()
-    }
+impl Actor for Relay {
+    type Context = Context<Self>;
 }
 
-impl Receive<Tok> for Relay {
-    fn receive(&mut self, t: Tok, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Tok> for Relay {
+    type Result = ();
+    fn handle(&mut self, t: Tok, _ctx: &mut Context<Self>) {
         self.hops += 1;
         if t.ttl == 0 || self.peers.is_empty() {
             self.held.insert(t.id);
             return;
         }
         let k = (t.id as usize + self.hops as usize) % self.peers.len();
-        self.peers[k].send(Tok {
+        self.peers[k].do_send(Tok {
             id: t.id,
             ttl: t.ttl - 1,
         });
     }
 }
 
-impl Receive<Cmd> for Relay {
-    fn receive(&mut self, c: Cmd, ctx: &mut SnapCtx<Self>) {
+impl Handler<Cmd> for Relay {
+    type Result = ();
+    fn handle(&mut self, c: Cmd, ctx: &mut Context<Self>) {
         match c {
             Cmd::Meet(Some(p)) => self.peers.push(p),
             Cmd::Meet(None) => {}
             Cmd::Spawn(name) => {
-                let me = ctx.addr();
+                let me = ctx.node_addr().unwrap();
                 let child = ctx
-                    .spawn(name, move || Relay {
+                    .spawn_node(name, move || Relay {
                         held: BTreeSet::new(),
                         peers: vec![me],
                         hops: 0,
@@ -71,7 +75,7 @@ impl Receive<Cmd> for Relay {
                     .unwrap();
                 // Hand the child one of our tokens, if any.
                 if let Some(id) = self.held.pop_first() {
-                    child.send(Tok { id, ttl: 3 });
+                    child.do_send(Tok { id, ttl: 3 });
                 }
                 self.peers.push(child);
             }
@@ -104,23 +108,23 @@ async fn children_stops_and_panics() {
     let group = b.start().unwrap();
     let a = group.spawn("a", relay).unwrap();
     let b = group.spawn("b", relay).unwrap();
-    a.send(Cmd::Meet(Some(b.clone())));
-    b.send(Cmd::Meet(Some(a.clone())));
+    a.do_send(Cmd::Meet(Some(b.clone())));
+    b.do_send(Cmd::Meet(Some(a.clone())));
     for id in 0..20 {
-        a.send(Tok { id, ttl: 1000 });
+        a.do_send(Tok { id, ttl: 1000 });
     }
     let s1 = group.snapshot().await.unwrap();
     assert_eq!(tokens(&s1), (0..20).collect::<Vec<_>>());
-    a.send(Cmd::Spawn("c".into()));
+    a.do_send(Cmd::Spawn("c".into()));
     let s2 = group.snapshot().await.unwrap();
     assert_eq!(s2.nodes.len(), 3);
     assert_eq!(tokens(&s2), (0..20).collect::<Vec<_>>());
     let d = group.spawn("d", relay).unwrap();
-    d.send(Cmd::Stop);
+    d.do_send(Cmd::Stop);
     let s3 = group.snapshot().await.unwrap();
     assert!(s3.node("d").is_err());
     let e = group.spawn("e", relay).unwrap();
-    e.send(Cmd::Panic);
+    e.do_send(Cmd::Panic);
     // e panics: if that happens after the round started and before e recorded, the round
     // it owed fails, naming it; if it happens before the round starts, e is simply not a
     // member. Either way the next round succeeds without it.
@@ -133,7 +137,7 @@ async fn children_stops_and_panics() {
     assert!(s4.node("e").is_err());
     assert_eq!(tokens(&s4), (0..20).collect::<Vec<_>>());
     let f = group.spawn("f", relay).unwrap();
-    f.send(Cmd::Stall(400));
+    f.do_send(Cmd::Stall(400));
     let err = group
         .snapshot_with(SnapshotOptions::default().timeout(Duration::from_millis(100)))
         .await
@@ -161,13 +165,17 @@ async fn addresses_of_run_time_nodes_can_be_looked_up_by_name_and_type() {
     assert_eq!(group.addr_by_id::<Relay>(a.id()), Some(a.clone()));
     assert!(group.addr::<Relay>("nobody").is_none());
     // The wrong type is no match.
+    #[derive(Snapshot)]
+    #[snapshot(state_type = (), state_fn = Other::state)]
     struct Other;
-    impl Snapshottable for Other {
-        type State = ();
-        fn snapshot_state(&self) {}
+    impl Other {
+        fn state(&self) {}
+    }
+    impl Actor for Other {
+        type Context = Context<Self>;
     }
     assert!(group.addr::<Other>("a").is_none());
-    a.send(Cmd::Stop);
+    a.do_send(Cmd::Stop);
     actix_rt::time::sleep(Duration::from_millis(20)).await;
     assert!(
         group.addr::<Relay>("a").is_none(),
@@ -177,20 +185,20 @@ async fn addresses_of_run_time_nodes_can_be_looked_up_by_name_and_type() {
 }
 
 /// A declared node with a typed link to another.
+#[derive(Snapshot)]
+#[snapshot(state = got, messages(Tok, Cmd))]
 struct Fwd {
     next: actix_snapshot::Out<Tok>,
     got: u64,
 }
 
-impl Snapshottable for Fwd {
-    type State = u64;
-    fn snapshot_state(&self) -> u64 {
-        self.got
-    }
+impl Actor for Fwd {
+    type Context = Context<Self>;
 }
 
-impl Receive<Tok> for Fwd {
-    fn receive(&mut self, t: Tok, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Tok> for Fwd {
+    type Result = ();
+    fn handle(&mut self, t: Tok, _ctx: &mut Context<Self>) {
         self.got += 1;
         if t.ttl > 0 {
             self.next.send(Tok {
@@ -201,8 +209,9 @@ impl Receive<Tok> for Fwd {
     }
 }
 
-impl Receive<Cmd> for Fwd {
-    fn receive(&mut self, c: Cmd, ctx: &mut SnapCtx<Self>) {
+impl Handler<Cmd> for Fwd {
+    type Result = ();
+    fn handle(&mut self, c: Cmd, ctx: &mut Context<Self>) {
         if let Cmd::Stop = c {
             ctx.stop();
         }
@@ -243,7 +252,10 @@ async fn a_declared_node_that_had_stopped_comes_back_as_a_tombstone() {
     assert_eq!(group.node_names(), vec!["f0", "f2"]);
     assert!(cmds[1].send(Cmd::Stop).is_err(), "f1 is a tombstone");
     // f0 forwards to the tombstone: counted as dropped, rounds still complete.
-    group.addr::<Fwd>("f2").unwrap().send(Tok { id: 1, ttl: 5 });
+    group
+        .addr::<Fwd>("f2")
+        .unwrap()
+        .do_send(Tok { id: 1, ttl: 5 });
     for _ in 0..3 {
         let s = group.snapshot().await.expect("round completes without f1");
         assert!(s.node("f1").is_err());

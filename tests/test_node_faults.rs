@@ -5,9 +5,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix::ActorContext;
+use actix::prelude::*;
 use actix_snapshot::{
-    NodeAddr, Receive, SnapCtx, SnapshotError, SnapshotGroup, SnapshotOptions, Snapshottable,
+    NodeAddr, NodeContext, Snapshot, SnapshotError, SnapshotGroup, SnapshotOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -15,51 +15,60 @@ fn quick() -> SnapshotOptions {
     SnapshotOptions::default().timeout(Duration::from_secs(3))
 }
 
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Message, Serialize, Deserialize, Debug)]
+#[rtype(result = "()")]
 enum BMsg {
     Kill,
     Ping,
 }
 
-struct B;
-impl Snapshottable for B {
-    type State = u32;
-    fn snapshot_state(&self) -> u32 {
-        0
-    }
+/// The recorded state of the nodes whose state does not matter.
+fn zero<T>(_: &T) -> u32 {
+    0
 }
-impl Receive<BMsg> for B {
-    fn receive(&mut self, m: BMsg, ctx: &mut SnapCtx<Self>) {
+
+#[derive(Snapshot)]
+#[snapshot(state_type = u32, state_fn = zero, messages(BMsg))]
+struct B;
+impl Actor for B {
+    type Context = Context<Self>;
+}
+impl Handler<BMsg> for B {
+    type Result = ();
+    fn handle(&mut self, m: BMsg, ctx: &mut Context<Self>) {
         if let BMsg::Kill = m {
-            ctx.actix().stop(); // the raw actix stop, not SnapCtx::stop
+            ctx.stop(); // the raw actix stop
         }
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct Go;
-#[derive(Serialize, Deserialize)]
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct Target(NodeAddr<B>);
 
+#[derive(Snapshot)]
+#[snapshot(state_type = u32, state_fn = zero, messages(Target, Go))]
 struct A {
     b: Option<NodeAddr<B>>,
 }
-impl Snapshottable for A {
-    type State = u32;
-    fn snapshot_state(&self) -> u32 {
-        0
-    }
+impl Actor for A {
+    type Context = Context<Self>;
 }
-impl Receive<Target> for A {
-    fn receive(&mut self, t: Target, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Target> for A {
+    type Result = ();
+    fn handle(&mut self, t: Target, _ctx: &mut Context<Self>) {
         self.b = Some(t.0);
     }
 }
-impl Receive<Go> for A {
-    fn receive(&mut self, _: Go, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Go> for A {
+    type Result = ();
+    fn handle(&mut self, _: Go, _ctx: &mut Context<Self>) {
         if let Some(b) = &self.b {
-            b.send(BMsg::Kill);
-            b.send(BMsg::Ping); // queued behind the stop: counted, must not be lost
+            b.do_send(BMsg::Kill);
+            b.do_send(BMsg::Ping); // queued behind the stop: counted, must not be lost
         }
     }
 }
@@ -69,8 +78,8 @@ async fn a_raw_actix_stop_leaves_the_group_and_later_rounds_complete() {
     let group = SnapshotGroup::new().unwrap();
     let b = group.spawn("b", || B).unwrap();
     let a = group.spawn("a", || A { b: None }).unwrap();
-    a.send(Target(b.clone()));
-    a.send(Go);
+    a.do_send(Target(b.clone()));
+    a.do_send(Go);
     actix_rt::time::sleep(Duration::from_millis(50)).await;
     assert!(!b.is_alive());
     for _ in 0..3 {
@@ -85,30 +94,31 @@ async fn a_raw_actix_stop_leaves_the_group_and_later_rounds_complete() {
     group.shutdown();
 }
 
+#[derive(Snapshot)]
+#[snapshot(state_type = u32, state_fn = zero, messages(BMsg))]
 struct D;
-impl Snapshottable for D {
-    type State = u32;
-    fn snapshot_state(&self) -> u32 {
-        0
-    }
+impl Actor for D {
+    type Context = Context<Self>;
 }
-impl Receive<BMsg> for D {
-    fn receive(&mut self, _m: BMsg, _ctx: &mut SnapCtx<Self>) {}
+impl Handler<BMsg> for D {
+    type Result = ();
+    fn handle(&mut self, _m: BMsg, _ctx: &mut Context<Self>) {}
 }
-#[derive(Serialize, Deserialize)]
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct TargetD(NodeAddr<D>);
+#[derive(Snapshot)]
+#[snapshot(state_type = u32, state_fn = zero, messages(TargetD))]
 struct A2 {
     d: Option<NodeAddr<D>>,
 }
-impl Snapshottable for A2 {
-    type State = u32;
-    fn snapshot_state(&self) -> u32 {
-        0
-    }
+impl Actor for A2 {
+    type Context = Context<Self>;
 }
-impl Receive<TargetD> for A2 {
-    fn receive(&mut self, t: TargetD, _ctx: &mut SnapCtx<Self>) {
-        t.0.send(BMsg::Ping);
+impl Handler<TargetD> for A2 {
+    type Result = ();
+    fn handle(&mut self, t: TargetD, _ctx: &mut Context<Self>) {
+        t.0.do_send(BMsg::Ping);
         self.d = Some(t.0);
     }
 }
@@ -125,7 +135,7 @@ async fn a_constructor_panic_on_another_arbiter_loses_nothing() {
             panic!("constructor fails")
         })
         .unwrap();
-    a.send(TargetD(d.clone())); // a sends to d before d's constructor has run: counted
+    a.do_send(TargetD(d.clone())); // a sends to d before d's constructor has run: counted
     actix_rt::time::sleep(Duration::from_millis(400)).await;
     assert!(!d.is_alive());
     for _ in 0..2 {
@@ -137,18 +147,23 @@ async fn a_constructor_panic_on_another_arbiter_loses_nothing() {
 }
 
 static PANIC_STATE: AtomicBool = AtomicBool::new(true);
+#[derive(Snapshot)]
+#[snapshot(state_type = u32, state_fn = P::state, messages(BMsg))]
 struct P;
-impl Snapshottable for P {
-    type State = u32;
-    fn snapshot_state(&self) -> u32 {
+impl P {
+    fn state(&self) -> u32 {
         if PANIC_STATE.swap(false, Ordering::SeqCst) {
             panic!("state panics")
         }
         0
     }
 }
-impl Receive<BMsg> for P {
-    fn receive(&mut self, _m: BMsg, _ctx: &mut SnapCtx<Self>) {}
+impl Actor for P {
+    type Context = Context<Self>;
+}
+impl Handler<BMsg> for P {
+    type Result = ();
+    fn handle(&mut self, _m: BMsg, _ctx: &mut Context<Self>) {}
 }
 
 #[actix::test]
@@ -174,28 +189,31 @@ async fn a_panic_while_recording_fails_that_round_on_that_node() {
     group.shutdown();
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct SpawnBad;
-#[derive(Serialize, Deserialize)]
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct SpawnGood;
+#[derive(Snapshot)]
+#[snapshot(state = err, messages(SpawnBad, SpawnGood))]
 struct Parent {
     err: Option<String>,
 }
-impl Snapshottable for Parent {
-    type State = Option<String>;
-    fn snapshot_state(&self) -> Option<String> {
-        self.err.clone()
-    }
+impl Actor for Parent {
+    type Context = Context<Self>;
 }
-impl Receive<SpawnBad> for Parent {
-    fn receive(&mut self, _: SpawnBad, ctx: &mut SnapCtx<Self>) {
-        let r = ctx.spawn("child", || -> D { panic!("bad child constructor") });
+impl Handler<SpawnBad> for Parent {
+    type Result = ();
+    fn handle(&mut self, _: SpawnBad, ctx: &mut Context<Self>) {
+        let r = ctx.spawn_node("child", || -> D { panic!("bad child constructor") });
         self.err = r.err().map(|e| e.to_string());
     }
 }
-impl Receive<SpawnGood> for Parent {
-    fn receive(&mut self, _: SpawnGood, ctx: &mut SnapCtx<Self>) {
-        ctx.spawn("kid", || D).unwrap(); // nobody ever sends to the kid
+impl Handler<SpawnGood> for Parent {
+    type Result = ();
+    fn handle(&mut self, _: SpawnGood, ctx: &mut Context<Self>) {
+        ctx.spawn_node("kid", || D).unwrap(); // nobody ever sends to the kid
     }
 }
 
@@ -204,7 +222,7 @@ async fn a_child_whose_constructor_panics_fails_no_round() {
     let group = SnapshotGroup::new().unwrap();
     let p = group.spawn("p", || Parent { err: None }).unwrap();
     actix_rt::time::sleep(Duration::from_millis(20)).await;
-    p.send(SpawnBad); // queued before the round's start
+    p.do_send(SpawnBad); // queued before the round's start
     let snap = group.snapshot_with(quick()).await.expect("round completes");
     let err = snap
         .state::<Parent>("p")
@@ -220,29 +238,31 @@ async fn a_child_spawned_while_a_round_is_open_is_in_it() {
     let group = SnapshotGroup::new().unwrap();
     let p = group.spawn("p", || Parent { err: None }).unwrap();
     actix_rt::time::sleep(Duration::from_millis(20)).await;
-    p.send(SpawnGood); // queued before the round's start: the kid is a member of it
+    p.do_send(SpawnGood); // queued before the round's start: the kid is a member of it
     let snap = group.snapshot_with(quick()).await.expect("round completes");
     let names: Vec<&str> = snap.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, vec!["p", "kid"]);
     group.shutdown();
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct Split;
-#[derive(Serialize, Deserialize)]
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct Nap;
+#[derive(Snapshot)]
+#[snapshot(state = balance, messages(Split, Nap))]
 struct Bank {
     balance: u64,
     group: Option<SnapshotGroup>,
 }
-impl Snapshottable for Bank {
-    type State = u64;
-    fn snapshot_state(&self) -> u64 {
-        self.balance
-    }
+impl Actor for Bank {
+    type Context = Context<Self>;
 }
-impl Receive<Split> for Bank {
-    fn receive(&mut self, _: Split, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Split> for Bank {
+    type Result = ();
+    fn handle(&mut self, _: Split, _ctx: &mut Context<Self>) {
         let half = self.balance / 2;
         self.balance -= half;
         if let Some(g) = &self.group {
@@ -254,8 +274,9 @@ impl Receive<Split> for Bank {
         }
     }
 }
-impl Receive<Nap> for Bank {
-    fn receive(&mut self, _: Nap, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Nap> for Bank {
+    type Result = ();
+    fn handle(&mut self, _: Nap, _ctx: &mut Context<Self>) {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -279,14 +300,14 @@ async fn group_spawn_inside_a_handler_is_a_child_and_money_is_conserved() {
         })
         .unwrap();
     actix_rt::time::sleep(Duration::from_millis(20)).await;
-    q.send(Nap); // q busy: the round stays open after p records
+    q.do_send(Nap); // q busy: the round stays open after p records
     let g = group.clone();
     let round = actix_rt::spawn(async move {
         g.snapshot_with(SnapshotOptions::default().timeout(Duration::from_secs(5)))
             .await
     });
     actix_rt::time::sleep(Duration::from_millis(50)).await;
-    p.send(Split); // after p's cut: the new node must not be in this round
+    p.do_send(Split); // after p's cut: the new node must not be in this round
     let snap = round.await.unwrap().expect("round completes");
     let total: u64 = snap.states::<Bank>().unwrap().sum();
     assert_eq!(total, 100, "{:?}", snap.states_named::<Bank>());
@@ -309,7 +330,7 @@ async fn a_timeout_reports_the_rounds_own_deadline() {
             group: None,
         })
         .unwrap();
-    q.send(Nap);
+    q.do_send(Nap);
     actix_rt::time::sleep(Duration::from_millis(20)).await;
     let short = Duration::from_millis(50);
     match group
@@ -327,25 +348,32 @@ async fn a_timeout_reports_the_rounds_own_deadline() {
     group.shutdown();
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
 struct SendToKid;
+#[derive(Snapshot)]
+#[snapshot(state_type = (), state_fn = Leaker::state, messages(SendToKid, Nap))]
 struct Leaker {
     group: SnapshotGroup,
 }
-impl Snapshottable for Leaker {
-    type State = ();
-    fn snapshot_state(&self) {}
+impl Leaker {
+    fn state(&self) {}
 }
-impl Receive<SendToKid> for Leaker {
-    fn receive(&mut self, _: SendToKid, _ctx: &mut SnapCtx<Self>) {
+impl Actor for Leaker {
+    type Context = Context<Self>;
+}
+impl Handler<SendToKid> for Leaker {
+    type Result = ();
+    fn handle(&mut self, _: SendToKid, _ctx: &mut Context<Self>) {
         // The kid's address comes from the group's registry, not from a message.
         if let Some(kid) = self.group.addr::<D>("kid") {
-            kid.send(BMsg::Ping);
+            kid.do_send(BMsg::Ping);
         }
     }
 }
-impl Receive<Nap> for Leaker {
-    fn receive(&mut self, _: Nap, _ctx: &mut SnapCtx<Self>) {
+impl Handler<Nap> for Leaker {
+    type Result = ();
+    fn handle(&mut self, _: Nap, _ctx: &mut Context<Self>) {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -359,15 +387,15 @@ async fn a_message_through_an_address_from_outside_the_groups_messages_fails_the
     let g = group.clone();
     let a = group.spawn_on(1, "a", move || Leaker { group: g }).unwrap();
     actix_rt::time::sleep(Duration::from_millis(20)).await;
-    a.send(Nap); // a is busy: it records the round late
-    a.send(SendToKid); // ... and before that, sends to the kid
+    a.do_send(Nap); // a is busy: it records the round late
+    a.do_send(SendToKid); // ... and before that, sends to the kid
     let g = group.clone();
     let round = actix_rt::spawn(async move {
         g.snapshot_with(SnapshotOptions::default().timeout(Duration::from_secs(5)))
             .await
     });
     actix_rt::time::sleep(Duration::from_millis(50)).await;
-    p.send(SpawnGood); // p recorded the round already: the kid is not in it
+    p.do_send(SpawnGood); // p recorded the round already: the kid is not in it
     match round.await.unwrap() {
         Err(SnapshotError::UntrackedAddress {
             receiver, sender, ..
