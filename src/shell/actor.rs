@@ -424,12 +424,7 @@ impl<A: Snapshottable> NodeTask<A> {
                 }
                 None => core.handle_stop(),
             }
-            let mut notes = Vec::new();
-            while let Some(n) = core.poll() {
-                notes.push(n);
-            }
-            let mut notes = notes.into_iter();
-            cell.shared.notes(cell.meta.id, || notes.next(), Some(core));
+            cell.shared.retire(cell.meta.id, core);
         }
         if let Some(fut) = self.fut.take() {
             // The user's Drop (and, after a panic, actix's stopping hooks) may panic too; the
@@ -445,17 +440,8 @@ impl<A: Snapshottable> Drop for NodeTask<A> {
             // Never ran (its arbiter went away first): as a node that stopped at once.
             self.cell.meta.alive.store(false, Ordering::Release);
             if !self.cell.shut_down.get() && !self.cell.shared.is_stopped() {
-                let mut core =
-                    std::mem::replace(&mut *self.cell.core.borrow_mut(), NodeCore::new(0));
-                core.handle_stop();
-                let mut notes = Vec::new();
-                while let Some(n) = core.poll() {
-                    notes.push(n);
-                }
-                let mut notes = notes.into_iter();
-                self.cell
-                    .shared
-                    .notes(self.cell.meta.id, || notes.next(), Some(core));
+                let core = std::mem::replace(&mut *self.cell.core.borrow_mut(), NodeCore::new(0));
+                self.cell.shared.bury(self.cell.meta.id, core);
             }
             let _ = catch_unwind(AssertUnwindSafe(move || drop(unstarted)));
         }

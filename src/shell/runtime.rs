@@ -429,6 +429,12 @@ impl Shared {
     /// being restored, a node whose arbiter is gone), a tombstone at once.
     pub(crate) fn bury(&self, id: NodeId, mut core: NodeCore<Rec, RecMsg>) {
         core.handle_stop();
+        self.retire(id, core);
+    }
+
+    /// Hands a departed node's last notes (its `Left` or `Panicked`) to the tracker and keeps
+    /// its core as the node's tombstone.
+    pub(crate) fn retire(&self, id: NodeId, mut core: NodeCore<Rec, RecMsg>) {
         let mut notes = Vec::new();
         while let Some(n) = core.poll() {
             notes.push(n);
