@@ -1,7 +1,7 @@
-//! `chat-plain`: runs the chat server on a TCP address.
+//! `chat-adopted`: runs the chat server (its nodes in a snapshot group) on a TCP address.
 //!
 //! ```text
-//! chat-plain --bind 127.0.0.1:12345
+//! chat-adopted --bind 127.0.0.1:12345
 //! ```
 //!
 //! Then talk to it with any line-based client, e.g. `nc 127.0.0.1 12345`, and
